@@ -1,0 +1,337 @@
+"""Evaluation: ranking metrics, card precision@k, the decision threshold, plots and their data."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from sklearn.inspection import permutation_importance
+from sklearn.metrics import (
+    average_precision_score,
+    classification_report,
+    confusion_matrix,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
+
+from fraudops import paths
+from fraudops.data import CUSTOMER_ID, FRAUD_KIND, LABEL, TIMESTAMP, TRANSACTION_ID
+from fraudops.features import FeatureSet, read_feature_set
+from fraudops.io import atomic_path, write_csv_atomic, write_json_atomic
+from fraudops.model import fraud_scores, load_model
+
+logger = logging.getLogger(__name__)
+
+POLICIES = ("alert_budget", "target_precision", "min_cost")
+CURVE_POINTS = 500  # curves are thinned to about this many points for plots and dvc plots
+
+
+def card_precision_at_k(frame: pd.DataFrame, scores: pd.Series, k: int) -> float:
+    """Mean over days of the share of frauded cards among the day's ``k`` riskiest cards.
+
+    A card's risk on a day is its highest score that day; a card counts as a hit if any of its
+    transactions that day was fraud. Without card ids, each transaction counts as a card.
+    """
+    card = frame[CUSTOMER_ID] if CUSTOMER_ID in frame else frame[TRANSACTION_ID]
+    daily = pd.DataFrame(
+        {
+            "day": frame[TIMESTAMP].dt.floor("D"),
+            "card": card,
+            "score": scores,
+            "label": frame[LABEL],
+        }
+    )
+    per_card = daily.groupby(["day", "card"], sort=False).agg(
+        score=("score", "max"), label=("label", "max")
+    )
+    top = (
+        per_card.sort_values("score", ascending=False, kind="stable").groupby(level="day").head(k)
+    )
+    return float(top.groupby(level="day")["label"].sum().div(k).mean())
+
+
+def choose_threshold(
+    scores: pd.Series,
+    labels: pd.Series,
+    days: float,
+    policy: str,
+    alert_budget: int = 50,
+    target_precision: float = 0.5,
+    cost_false_positive: float = 5.0,
+    cost_false_negative: float = 100.0,
+) -> dict:
+    """Pick the decision threshold by a stated policy.
+
+    Policies:
+        ``alert_budget``: the lowest threshold that raises at most ``alert_budget`` alerts a
+        day on average, for a team that can review that many.
+        ``target_precision``: the lowest threshold whose precision reaches ``target_precision``.
+        ``min_cost``: the threshold with the lowest ``cost_fp * FP + cost_fn * FN``.
+
+    Returns:
+        The threshold, the policy and its settings, and what the threshold gives on these rows.
+    """
+    order = np.argsort(-scores.to_numpy(), kind="stable")
+    ranked, hits = scores.to_numpy()[order], labels.to_numpy()[order]
+    true_pos = np.cumsum(hits)
+    alerts = np.arange(1, len(ranked) + 1)
+    # Only cut between distinct scores: alerting on the top n must not split equal scores.
+    last_of_value = np.r_[ranked[1:] != ranked[:-1], True]
+    if policy == "alert_budget":
+        allowed = last_of_value & (alerts <= alert_budget * days)
+        cut = np.flatnonzero(allowed)[-1] if allowed.any() else None
+        settings = {"alert_budget_per_day": alert_budget}
+    elif policy == "target_precision":
+        allowed = last_of_value & (true_pos / alerts >= target_precision)
+        cut = np.flatnonzero(allowed)[-1] if allowed.any() else None
+        settings = {"target_precision": target_precision}
+    elif policy == "min_cost":
+        cost = cost_false_positive * (alerts - true_pos) + cost_false_negative * (
+            hits.sum() - true_pos
+        )
+        cost = np.where(last_of_value, cost, np.inf)
+        cut = int(np.argmin(cost))
+        settings = {
+            "cost_false_positive": cost_false_positive,
+            "cost_false_negative": cost_false_negative,
+        }
+    else:
+        raise ValueError(
+            f"unknown evaluate.threshold_policy {policy!r}; use one of {', '.join(POLICIES)}"
+        )
+    threshold = float(ranked[cut]) if cut is not None else float(np.nextafter(ranked[0], 1.0))
+    return {"policy": policy, **settings, "threshold": threshold}
+
+
+def metrics_at(scores: pd.Series, labels: pd.Series, threshold: float, days: float) -> dict:
+    """Precision, recall and alerts per day when alerting on ``scores >= threshold``."""
+    alert = scores >= threshold
+    true_pos = int((alert & (labels == 1)).sum())
+    return {
+        "precision": true_pos / max(int(alert.sum()), 1),
+        "recall": true_pos / max(int(labels.sum()), 1),
+        "alerts_per_day": float(alert.sum() / days),
+    }
+
+
+def evaluate_scores(frame: pd.DataFrame, scores: pd.Series, top_k: int, threshold: dict) -> dict:
+    """The headline metrics of ``scores`` on the labelled rows of ``frame``."""
+    labels = frame[LABEL]
+    days = window_days(frame)
+    at_threshold = metrics_at(scores, labels, threshold["threshold"], days)
+    return {
+        "roc_auc": float(roc_auc_score(labels, scores)),
+        "average_precision": float(average_precision_score(labels, scores)),
+        f"card_precision_at_{top_k}": card_precision_at_k(frame, scores, top_k),
+        "threshold": threshold["threshold"],
+        "precision_at_threshold": at_threshold["precision"],
+        "recall_at_threshold": at_threshold["recall"],
+        "alerts_per_day": at_threshold["alerts_per_day"],
+        "test_rows": len(frame),
+        "test_frauds": int(labels.sum()),
+    }
+
+
+def window_days(frame: pd.DataFrame) -> float:
+    """How many calendar days the rows of ``frame`` cover (at least one)."""
+    return float(max(frame[TIMESTAMP].dt.floor("D").nunique(), 1))
+
+
+def recall_by_kind(frame: pd.DataFrame, scores: pd.Series, threshold: float) -> pd.DataFrame:
+    """Recall at ``threshold`` per kind of fraud, where the data names the kinds."""
+    if FRAUD_KIND not in frame:
+        return pd.DataFrame(columns=["fraud_kind", "frauds", "caught", "recall"])
+    fraud = frame[LABEL] == 1
+    table = pd.DataFrame(
+        {"fraud_kind": frame.loc[fraud, FRAUD_KIND], "caught": scores[fraud] >= threshold}
+    )
+    table = table.groupby("fraud_kind").agg(frauds=("caught", "size"), caught=("caught", "sum"))
+    table["recall"] = table["caught"] / table["frauds"]
+    return table.reset_index()
+
+
+def thin(frame: pd.DataFrame, points: int = CURVE_POINTS) -> pd.DataFrame:
+    """Keep about ``points`` evenly spaced rows of a curve, always the first and the last."""
+    if len(frame) <= points:
+        return frame.reset_index(drop=True)
+    keep = np.unique(
+        np.r_[np.linspace(0, len(frame) - 1, points).round().astype(int), len(frame) - 1]
+    )
+    return frame.iloc[keep].reset_index(drop=True)
+
+
+def curves(labels: pd.Series, scores: pd.Series) -> dict[str, pd.DataFrame]:
+    """ROC and precision-recall curves, thinned, as frames ready for plots and dvc plots."""
+    fpr, tpr, _ = roc_curve(labels, scores)
+    precision, recall, _ = precision_recall_curve(labels, scores)
+    return {
+        "roc": thin(pd.DataFrame({"fpr": fpr, "tpr": tpr})),
+        "precision_recall": thin(pd.DataFrame({"recall": recall, "precision": precision})),
+    }
+
+
+def feature_importances(
+    pipeline, frame: pd.DataFrame, features: FeatureSet, seed: int, rows: int = 20_000
+):
+    """Permutation importance (drop in average precision) of each input column, on test rows."""
+    sample = (
+        frame.sample(n=min(rows, len(frame)), random_state=seed) if len(frame) > rows else frame
+    )
+    result = permutation_importance(
+        pipeline,
+        sample[list(features.all)],
+        sample[LABEL],
+        scoring="average_precision",
+        n_repeats=3,
+        random_state=seed,
+        n_jobs=1,
+    )
+    table = pd.DataFrame(
+        {
+            "feature": list(features.all),
+            "importance": result.importances_mean,
+            "spread": result.importances_std,
+        }
+    )
+    return table.sort_values("importance", ascending=False, ignore_index=True)
+
+
+def plot_curves(curve_data: dict[str, pd.DataFrame], metrics: dict, labels: dict | None = None):
+    """ROC and precision-recall curves side by side; ``curve_data`` may hold several models."""
+    figure, (roc_axis, pr_axis) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for name, data in curve_data.items():
+        roc_axis.plot(
+            data["roc"]["fpr"],
+            data["roc"]["tpr"],
+            label=f"{name} (AUC {metrics[name]['roc_auc']:.3f})",
+        )
+        pr = data["precision_recall"]
+        pr_axis.plot(
+            pr["recall"],
+            pr["precision"],
+            label=f"{name} (AP {metrics[name]['average_precision']:.3f})",
+        )
+    roc_axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    roc_axis.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve")
+    pr_axis.set(
+        xlabel="recall", ylabel="precision", title="Precision-recall curve", ylim=(0, 1.02)
+    )
+    for axis in (roc_axis, pr_axis):
+        axis.legend(loc="lower right" if axis is roc_axis else "upper right")
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def plot_confusion(matrix: np.ndarray, title: str = "Confusion matrix at the threshold"):
+    """A 2x2 confusion matrix with counts written in the cells."""
+    figure, axis = plt.subplots(figsize=(4.5, 4))
+    axis.imshow(np.log1p(matrix), cmap="Blues")
+    for (row, column), count in np.ndenumerate(matrix):
+        axis.text(column, row, f"{count:,}", ha="center", va="center", fontsize=12)
+    axis.set(
+        xticks=[0, 1],
+        yticks=[0, 1],
+        xticklabels=["genuine", "fraud"],
+        yticklabels=["genuine", "fraud"],
+    )
+    axis.set(xlabel="predicted", ylabel="actual", title=title)
+    figure.tight_layout()
+    return figure
+
+
+def plot_importances(table: pd.DataFrame, top: int = 15):
+    """Horizontal bars of the ``top`` most important features."""
+    shown = table.head(top).iloc[::-1]
+    figure, axis = plt.subplots(figsize=(7, 0.35 * len(shown) + 1))
+    axis.barh(shown["feature"], shown["importance"], xerr=shown["spread"], color="tab:blue")
+    axis.set(
+        xlabel="drop in average precision when shuffled", title="Feature importance (permutation)"
+    )
+    figure.tight_layout()
+    return figure
+
+
+def evaluate_model(
+    root,
+    *,
+    top_k: int,
+    threshold_policy: str,
+    alert_budget: int,
+    target_precision: float,
+    cost_false_positive: float,
+    cost_false_negative: float,
+    seed: int,
+) -> dict:
+    """The evaluate stage: score the test window, pick the threshold, write metrics and plot data.
+
+    Returns:
+        A dict with the metrics, the threshold, the classification report, the confusion
+        matrix, the curves, recall by fraud kind and the feature importances.
+    """
+    root = Path(root)
+    paths.require_inputs(root, paths.TEST, paths.FEATURES, paths.MODEL, paths.MODEL_CARD)
+    test = pd.read_parquet(root / paths.TEST)
+    features = read_feature_set(root)
+    pipeline, card = load_model(root / paths.MODEL, root / paths.MODEL_CARD)
+    scores = fraud_scores(pipeline, test, features)
+
+    threshold = choose_threshold(
+        scores,
+        test[LABEL],
+        window_days(test),
+        threshold_policy,
+        alert_budget,
+        target_precision,
+        cost_false_positive,
+        cost_false_negative,
+    )
+    threshold["model_sha256"] = card["sha256"]
+    metrics = evaluate_scores(test, scores, top_k, threshold)
+    predicted = (scores >= threshold["threshold"]).astype(int)
+    result = {
+        "metrics": metrics,
+        "threshold": threshold,
+        "model": card,
+        "report": classification_report(
+            test[LABEL], predicted, target_names=["genuine", "fraud"], digits=4, zero_division=0
+        ),
+        "confusion": confusion_matrix(test[LABEL], predicted, labels=[0, 1]),
+        "curves": curves(test[LABEL], scores),
+        "recall_by_kind": recall_by_kind(test, scores, threshold["threshold"]),
+        "importances": feature_importances(pipeline, test, features, seed),
+    }
+    write_evaluation(root, result, test[LABEL], predicted)
+    return result
+
+
+def write_evaluation(root: Path, result: dict, labels: pd.Series, predicted: pd.Series) -> None:
+    """Write metrics.json, the threshold beside the model, and the data behind each plot."""
+    plots = root / paths.PLOTS_DIR
+    write_csv_atomic(result["curves"]["roc"], plots / "roc.csv")
+    write_csv_atomic(result["curves"]["precision_recall"], plots / "precision_recall.csv")
+    write_csv_atomic(
+        pd.DataFrame({"actual": labels, "predicted": predicted}), plots / "confusion.csv"
+    )
+    write_csv_atomic(result["importances"], plots / "importances.csv")
+    write_json_atomic(result["threshold"], root / paths.THRESHOLD)
+    rounded = {
+        key: round(value, 6) if isinstance(value, float) else value
+        for key, value in result["metrics"].items()
+    }
+    write_json_atomic(
+        {**rounded, "model_type": result["model"]["model_type"]}, root / paths.METRICS
+    )
+    logger.info("evaluated %s: %s", result["model"]["model_type"], rounded)
+
+
+def save_figure(figure, root, name: str) -> Path:
+    """Save a figure as PNG under reports/figures."""
+    path = Path(root) / paths.FIGURES_DIR / f"{name}.png"
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    return path
