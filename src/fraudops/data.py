@@ -411,3 +411,70 @@ def extra_columns(frame: pd.DataFrame) -> tuple[tuple[str, ...], tuple[str, ...]
     extra = [c for c in frame.columns if c not in (*CANONICAL, FRAUD_KIND)]
     numeric = tuple(c for c in extra if pd.api.types.is_numeric_dtype(frame[c]))
     return tuple(c for c in extra if c not in numeric), numeric
+
+
+def describe_files(root: str | Path) -> pd.DataFrame:
+    """One row per canonical file: rows, time span and fraud share (where labelled)."""
+    rows = []
+    for path in (paths.HISTORY, paths.NEW_BATCH, paths.SCORE_BATCH, paths.SCORE_LABELS):
+        frame = pd.read_parquet(Path(root) / path)
+        stamps = frame.get(TIMESTAMP)
+        rows.append(
+            {
+                "file": str(path),
+                "rows": len(frame),
+                "first": stamps.min() if stamps is not None else None,
+                "last": stamps.max() if stamps is not None else None,
+                "fraud_share": round(float(frame[LABEL].mean()), 5) if LABEL in frame else None,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def fraud_mix(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Frauds per kind in each labelled frame, with each kind's share of that frame's fraud."""
+    counts = {
+        name: frame.loc[frame[LABEL] == 1, FRAUD_KIND].value_counts()
+        for name, frame in frames.items()
+        if FRAUD_KIND in frame
+    }
+    table = pd.DataFrame(counts).fillna(0).astype(int)
+    shares = table.div(table.sum()).round(3).add_suffix(" share")
+    return table.join(shares).rename_axis("fraud kind")
+
+
+def plot_daily_volume(frames: dict[str, pd.DataFrame]):
+    """Transactions and frauds per day over the named periods, to see rhythm and fraud mix."""
+    import matplotlib.pyplot as plt
+
+    figure, (volume_axis, fraud_axis) = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
+    for name, frame in frames.items():
+        day = frame[TIMESTAMP].dt.floor("D")
+        volume_axis.plot(day.value_counts().sort_index(), label=name)
+        if FRAUD_KIND in frame:
+            fraud = frame[frame[LABEL] == 1]
+            daily = fraud.groupby([fraud[TIMESTAMP].dt.floor("D"), FRAUD_KIND]).size()
+            for kind, series in daily.unstack(fill_value=0).items():
+                fraud_axis.plot(series, label=f"{name}: {kind}", linewidth=1)
+    volume_axis.set(ylabel="transactions per day", title="Daily volume by period")
+    fraud_axis.set(ylabel="frauds per day", title="Daily fraud by kind")
+    volume_axis.legend()
+    fraud_axis.legend(fontsize=7, ncol=3)
+    figure.tight_layout()
+    return figure
+
+
+def plot_hourly_rhythm(frame: pd.DataFrame):
+    """Share of transactions and of frauds by hour of day."""
+    import matplotlib.pyplot as plt
+
+    hours = frame[TIMESTAMP].dt.hour
+    figure, axis = plt.subplots(figsize=(8, 3.5))
+    axis.plot(hours.value_counts(normalize=True).sort_index(), label="all transactions")
+    if LABEL in frame:
+        fraud_hours = hours[frame[LABEL] == 1].value_counts(normalize=True).sort_index()
+        axis.plot(fraud_hours, label="fraud")
+    axis.set(xlabel="hour of day", ylabel="share", title="Daily rhythm")
+    axis.legend()
+    figure.tight_layout()
+    return figure

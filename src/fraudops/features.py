@@ -257,3 +257,31 @@ def read_feature_set(root) -> FeatureSet:
     """The feature set the preprocess stage chose."""
     stored = json.loads((Path(root) / paths.FEATURES).read_text())["features"]
     return FeatureSet(tuple(stored["numeric"]), tuple(stored["categorical"]))
+
+
+def plot_split(history: pd.DataFrame, split: Split):
+    """Daily transactions and frauds of the history, with the training and test windows shaded."""
+    import matplotlib.pyplot as plt
+
+    day = history[TIMESTAMP].dt.floor("D")
+    figure, axis = plt.subplots(figsize=(11, 3.5))
+    axis.plot(day.value_counts().sort_index(), color="grey", label="transactions per day")
+    fraud_axis = axis.twinx()
+    fraud_axis.plot(day[history[LABEL] == 1].value_counts().sort_index(), color="tab:red")
+    fraud_axis.set_ylabel("frauds per day", color="tab:red")
+    if split.description["method"] == "out_of_time":
+        windows = split.description
+        axis.axvspan(windows["train_start"], windows["train_end"], alpha=0.15, label="training")
+        axis.axvspan(
+            windows["test_start"],
+            windows["test_end"],
+            alpha=0.15,
+            color="tab:orange",
+            label="test",
+        )
+    axis.set(
+        title="Out-of-time split: train, label-delay gap, test", ylabel="transactions per day"
+    )
+    axis.legend(loc="lower left")
+    figure.tight_layout()
+    return figure

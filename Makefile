@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: run test install lint format benchmark clean
+
+run: install  ## set up and run the whole pipeline on the built-in data
+	dvc repro
+	@echo
+	@echo "Done. Metrics: reports/metrics.json (dvc metrics show)"
+	@echo "      Executed notebooks: reports/*.ipynb   Figures: reports/figures/"
+	@echo "      Model: models/model.skops with its card models/model.json"
+	@dvc metrics show
+
+test: install  ## all tests: unit, notebooks (nbval) and an end-to-end dvc repro
+	pytest
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+lint: install
+	ruff check .
+	ruff format --check .
+
+format: install
+	ruff format .
+	ruff check --fix .
+
+benchmark: install  ## speed and memory measurements (not part of the tests)
+	python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV)
