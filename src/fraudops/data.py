@@ -74,16 +74,22 @@ class SourceSpec:
     mapping: dict[str, str] = field(init=False)
 
     def __post_init__(self):
-        object.__setattr__(self, "mapping", parse_column_mapping(self.columns))
+        known = (*CANONICAL, *self.categoricals)
+        object.__setattr__(self, "mapping", parse_column_mapping(self.columns, known))
 
 
-def parse_column_mapping(text: str) -> dict[str, str]:
+def parse_column_mapping(text: str, known: tuple[str, ...] = CANONICAL) -> dict[str, str]:
     """Parse ``"canonical=file_column,..."`` into a dict, rejecting unknown canonical names."""
     mapping = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         canonical, sep, source = (piece.strip() for piece in item.partition("="))
-        if not sep or not source:
+        if not sep or not canonical or not source:
             raise ValueError(f"column mapping item {item!r} is not of the form canonical=column")
+        if canonical not in known:
+            raise ValueError(
+                f"column mapping item {item!r} names unknown column {canonical!r}; "
+                f"map one of {', '.join(known)}"
+            )
         mapping[canonical] = source
     return mapping
 
@@ -101,7 +107,10 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if path.suffix.lower() in (".parquet", ".pq"):
         return pd.read_parquet(path)
     if path.suffix.lower() in (".csv", ".txt", ".gz"):
-        return pd.read_csv(path)
+        try:
+            return pd.read_csv(path)
+        except pd.errors.EmptyDataError:
+            raise DataValidationError(path, ["the file has no rows (not even a header)"]) from None
     raise ValueError(f"{path}: unknown file type {path.suffix!r}; use .csv or .parquet")
 
 
@@ -301,7 +310,7 @@ def split_by_time(
     history = frame[frame[TIMESTAMP] < new_from]
     new_batch = frame[(frame[TIMESTAMP] >= new_from) & (frame[TIMESTAMP] < score_from)]
     score_batch = frame[frame[TIMESTAMP] >= score_from]
-    return (part.reset_index(drop=True) for part in (history, new_batch, score_batch))
+    return tuple(part.reset_index(drop=True) for part in (history, new_batch, score_batch))
 
 
 def build_raw_data(

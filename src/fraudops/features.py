@@ -95,8 +95,8 @@ def time_features(stamps: pd.Series) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "hour": hour.astype("int8"),
-            "day_of_week": stamps.dt.dayofweek.astype("int8"),
-            "is_weekend": (stamps.dt.dayofweek >= 5).astype("int8"),
+            "day_of_week": stamps.dt.day_of_week.astype("int8"),
+            "is_weekend": (stamps.dt.day_of_week >= 5).astype("int8"),
             "is_night": ((hour >= NIGHT_HOURS[0]) & (hour < NIGHT_HOURS[1])).astype("int8"),
         },
         index=stamps.index,
@@ -128,13 +128,15 @@ def card_history_features(
     span = seconds.max() - seconds.min() + (max(windows) + 1) * SECONDS_PER_DAY
     key = np.cumsum(new_card) * span + (seconds - seconds.min())
     position = np.arange(len(key))
-    cumulative = np.r_[0.0, np.cumsum(amounts)]
+    # Running sums restart on each card, so a card's sums never carry rounding from other
+    # cards' (possibly later) amounts: a row's features depend on its own card's past only.
+    running = pd.Series(amounts).groupby(np.cumsum(new_card)).cumsum().to_numpy()
 
     features = {}
     for days in windows:
         start = np.searchsorted(key, key - days * SECONDS_PER_DAY, side="left")
         count = position - start + 1
-        total = cumulative[position + 1] - cumulative[start]
+        total = running[position] - (running[start] - amounts[start])
         features[f"card_count_{days}d"] = count
         features[f"card_mean_amount_{days}d"] = total / count
     longest = f"card_mean_amount_{max(windows)}d"

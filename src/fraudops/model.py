@@ -120,6 +120,10 @@ def fit(pipeline: Pipeline, train: pd.DataFrame, features: FeatureSet) -> float:
     started = time.perf_counter()
     pipeline.fit(train[list(features.all)], train[LABEL])
     seconds = time.perf_counter() - started
+    # A forest scoring on several threads adds up its trees in a varying order, so the same
+    # rows get scores that differ in the last bits from run to run; score on one thread.
+    if "n_jobs" in pipeline[-1].get_params():
+        pipeline[-1].set_params(n_jobs=1)
     logger.info(
         "fitted %s on %s rows in %.1f s", type(pipeline[-1]).__name__, f"{len(train):,}", seconds
     )

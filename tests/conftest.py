@@ -1,0 +1,71 @@
+"""Shared fixtures: a small simulated transaction log and tiny project folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fraudops.data import build_raw_data
+from fraudops.features import add_features, build_datasets, out_of_time_split
+from fraudops.simulate import SimulationConfig, simulate_transactions
+
+# Small enough to simulate in a fraction of a second, large enough to hold every fraud kind.
+SMALL = SimulationConfig(
+    seed=3, n_customers=300, n_terminals=150, history_days=40, new_days=10, score_days=7
+)
+# A split that fits inside the 40-day history of SMALL.
+SPLIT = {"train_days": 20, "delay_days": 3, "test_days": 10}
+
+
+def _make_project(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dvc.yaml").write_text("stages: {}\n")
+    (root / "params.yaml").write_text("seed: 42\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def small_config() -> SimulationConfig:
+    return SMALL
+
+
+@pytest.fixture(scope="session")
+def split_settings() -> dict:
+    return dict(SPLIT)
+
+
+@pytest.fixture()
+def new_project(tmp_path: Path):
+    """Make an empty fraudops project (the two marker files) under ``tmp_path``."""
+    return lambda name="project": _make_project(tmp_path / name)
+
+
+@pytest.fixture(scope="session")
+def transactions() -> pd.DataFrame:
+    """The whole simulated log of SMALL, in canonical columns (period dropped)."""
+    return simulate_transactions(SMALL, progress=False).drop(columns="period")
+
+
+@pytest.fixture(scope="session")
+def history(transactions: pd.DataFrame) -> pd.DataFrame:
+    """The history period of SMALL."""
+    end = pd.Timestamp(SMALL.start) + pd.Timedelta(days=SMALL.history_days)
+    return transactions[transactions["timestamp"] < end].reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def featured(history: pd.DataFrame):
+    """The history with its features, the feature set, and the out-of-time split."""
+    frame, feature_set = add_features(history)
+    return frame, feature_set, out_of_time_split(frame, **SPLIT)
+
+
+@pytest.fixture()
+def project(tmp_path: Path) -> Path:
+    """A project folder with SMALL's raw data and its processed training and test files."""
+    root = _make_project(tmp_path / "project")
+    build_raw_data(root, source="synthetic", simulation=SMALL, progress=False)
+    build_datasets(root, **SPLIT)
+    return root
