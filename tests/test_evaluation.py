@@ -1,0 +1,285 @@
+"""Tests of the evaluation: card precision@k, threshold policies, metrics and the stage."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraudops import paths
+from fraudops.evaluation import (
+    card_precision_at_k,
+    choose_threshold,
+    curves,
+    evaluate_model,
+    metrics_at,
+    recall_by_kind,
+    thin,
+    window_days,
+)
+from fraudops.model import train_model
+
+
+def _two_days() -> tuple[pd.DataFrame, pd.Series]:
+    rows = [
+        # day, card, score, label
+        ("2026-01-05 09:00", "A", 0.90, 0),
+        ("2026-01-05 10:00", "A", 0.20, 1),  # A is a frauded card, ranked by its 0.90
+        ("2026-01-05 11:00", "B", 0.80, 0),
+        ("2026-01-05 12:00", "C", 0.70, 1),
+        ("2026-01-06 09:00", "D", 0.95, 1),
+        ("2026-01-06 10:00", "E", 0.90, 1),
+        ("2026-01-06 11:00", "F", 0.60, 0),
+        ("2026-01-06 12:00", "A", 0.10, 0),
+    ]
+    frame = pd.DataFrame(rows, columns=["timestamp", "customer_id", "score", "label"])
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"])
+    frame["transaction_id"] = range(len(frame))
+    return frame, frame.pop("score")
+
+
+@pytest.mark.parametrize(
+    ("k", "expected"),
+    [(1, 1.0), (2, (1 / 2 + 2 / 2) / 2), (3, (2 / 3 + 2 / 3) / 2), (4, (2 / 4 + 2 / 4) / 2)],
+)
+def test_card_precision_at_k_on_two_days(k, expected) -> None:
+    frame, scores = _two_days()
+    assert card_precision_at_k(frame, scores, k) == pytest.approx(expected)
+
+
+def test_card_precision_without_cards_counts_each_transaction() -> None:
+    frame, scores = _two_days()
+    # Day one's top two transactions are A at 0.90 (genuine) and B (genuine).
+    without_cards = frame.drop(columns="customer_id")
+    assert card_precision_at_k(without_cards, scores, 2) == pytest.approx((0 + 1) / 2)
+
+
+# Eight rows over two days; two rows tie at 0.8. Cuts fall only after 0.9, 0.8 (both), 0.7, ...
+SCORES = pd.Series([0.9, 0.8, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3])
+LABELS = pd.Series([1, 1, 0, 1, 0, 0, 1, 0])
+
+
+@pytest.mark.parametrize(
+    ("budget", "threshold"),
+    [
+        (1, 0.9),  # two alerts allowed, but the top two would split the 0.8 tie
+        (2, 0.7),  # four alerts
+        (3, 0.5),  # six alerts
+        (4, 0.3),  # everything
+    ],
+)
+def test_alert_budget_threshold(budget, threshold) -> None:
+    chosen = choose_threshold(SCORES, LABELS, days=2, policy="alert_budget", alert_budget=budget)
+    assert chosen == {
+        "policy": "alert_budget",
+        "alert_budget_per_day": budget,
+        "threshold": threshold,
+    }
+    assert metrics_at(SCORES, LABELS, threshold, days=2)["alerts_per_day"] <= budget
+
+
+def test_alert_budget_of_zero_raises_no_alert() -> None:
+    chosen = choose_threshold(SCORES, LABELS, days=2, policy="alert_budget", alert_budget=0)
+    assert chosen["threshold"] > SCORES.max()
+    assert metrics_at(SCORES, LABELS, chosen["threshold"], days=2)["alerts_per_day"] == 0
+
+
+@pytest.mark.parametrize("budget", [1, 5, 20, 60])
+def test_alert_budget_never_exceeds_budget_nor_splits_ties(budget) -> None:
+    rng = np.random.default_rng(budget)
+    scores = pd.Series(rng.random(2_000).round(2))  # many ties
+    labels = pd.Series((rng.random(2_000) < 0.05).astype(int))
+    chosen = choose_threshold(scores, labels, days=10, policy="alert_budget", alert_budget=budget)
+    alerts = int((scores >= chosen["threshold"]).sum())
+
+    assert alerts <= budget * 10
+    # The next lower score would have broken the budget: the cut is as low as it may go.
+    lower = scores[scores < chosen["threshold"]].max()
+    assert int((scores >= lower).sum()) > budget * 10
+
+
+@pytest.mark.parametrize(
+    ("target", "threshold"),
+    [(1.0, 0.9), (0.75, 0.7), (0.7, 0.7), (0.6, 0.6), (0.55, 0.4), (0.5, 0.3)],
+)
+def test_target_precision_threshold(target, threshold) -> None:
+    chosen = choose_threshold(
+        SCORES, LABELS, days=2, policy="target_precision", target_precision=target
+    )
+    assert chosen == {
+        "policy": "target_precision",
+        "target_precision": target,
+        "threshold": threshold,
+    }
+    assert metrics_at(SCORES, LABELS, threshold, days=2)["precision"] >= target
+
+
+def test_unreachable_target_precision_raises_no_alert() -> None:
+    labels = pd.Series([0, 1, 1, 1, 1, 1, 1, 1])
+    chosen = choose_threshold(
+        SCORES, labels, days=2, policy="target_precision", target_precision=0.99
+    )
+    assert chosen["threshold"] > SCORES.max()
+
+
+@pytest.mark.parametrize(
+    ("cost_fp", "cost_fn", "threshold"),
+    [
+        (5.0, 100.0, 0.4),  # cheap reviews: catch all four frauds
+        (60.0, 100.0, 0.7),  # dear reviews: stop after three frauds for four alerts
+        (1000.0, 1.0, 0.9),  # hardly worth alerting: the best single cut is the top score
+    ],
+)
+def test_min_cost_threshold(cost_fp, cost_fn, threshold) -> None:
+    chosen = choose_threshold(
+        SCORES,
+        LABELS,
+        days=2,
+        policy="min_cost",
+        cost_false_positive=cost_fp,
+        cost_false_negative=cost_fn,
+    )
+    assert chosen == {
+        "policy": "min_cost",
+        "cost_false_positive": cost_fp,
+        "cost_false_negative": cost_fn,
+        "threshold": threshold,
+    }
+
+
+def test_unknown_policy_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown evaluate.threshold_policy 'guess'"):
+        choose_threshold(SCORES, LABELS, days=2, policy="guess")
+
+
+@pytest.mark.parametrize(
+    ("threshold", "expected"),
+    [
+        (0.7, {"precision": 3 / 4, "recall": 3 / 4, "alerts_per_day": 2.0}),
+        (0.8, {"precision": 2 / 3, "recall": 2 / 4, "alerts_per_day": 1.5}),
+        (0.3, {"precision": 4 / 8, "recall": 4 / 4, "alerts_per_day": 4.0}),
+        (0.95, {"precision": 0.0, "recall": 0.0, "alerts_per_day": 0.0}),
+    ],
+)
+def test_metrics_at(threshold, expected) -> None:
+    assert metrics_at(SCORES, LABELS, threshold, days=2) == pytest.approx(expected)
+
+
+def test_recall_by_kind_counts_caught_frauds_per_kind() -> None:
+    frame = pd.DataFrame(
+        {
+            "label": [1, 1, 1, 0, 1, 0],
+            "fraud_kind": ["stolen_card", "stolen_card", "card_testing", "none", "large", "none"],
+        }
+    )
+    scores = pd.Series([0.9, 0.2, 0.6, 0.99, 0.1, 0.0])
+    table = recall_by_kind(frame, scores, threshold=0.5).set_index("fraud_kind")
+
+    assert sorted(table.index) == ["card_testing", "large", "stolen_card"]
+    assert table.loc["stolen_card", "frauds"] == 2
+    assert table.loc["stolen_card", "caught"] == 1
+    assert table["recall"].to_dict() == {"card_testing": 1.0, "large": 0.0, "stolen_card": 0.5}
+
+
+def test_recall_by_kind_without_kinds_is_empty() -> None:
+    table = recall_by_kind(pd.DataFrame({"label": [1, 0]}), pd.Series([0.9, 0.1]), 0.5)
+    assert table.empty
+    assert list(table.columns) == ["fraud_kind", "frauds", "caught", "recall"]
+
+
+@pytest.mark.parametrize(("rows", "points"), [(1_000, 10), (997, 500), (5_001, 500), (3, 2)])
+def test_thin_keeps_first_and_last_points(rows, points) -> None:
+    frame = pd.DataFrame({"x": np.arange(rows) * 2.0}, index=np.arange(rows) + 7)
+    thinned = thin(frame, points)
+
+    assert thinned["x"].iloc[0] == 0.0
+    assert thinned["x"].iloc[-1] == (rows - 1) * 2.0
+    assert points <= len(thinned) <= points + 1
+    assert thinned["x"].is_monotonic_increasing
+    assert list(thinned.index) == list(range(len(thinned)))
+
+
+def test_thin_leaves_short_curves_whole() -> None:
+    frame = pd.DataFrame({"x": [3.0, 1.0, 2.0]}, index=[5, 6, 9])
+    pd.testing.assert_frame_equal(thin(frame, 3), frame.reset_index(drop=True))
+
+
+def test_curves_run_from_corner_to_corner() -> None:
+    rng = np.random.default_rng(0)
+    labels = pd.Series((rng.random(3_000) < 0.1).astype(int))
+    scores = pd.Series(rng.random(3_000) + 0.3 * labels)
+    roc = curves(labels, scores)["roc"]
+    pr = curves(labels, scores)["precision_recall"]
+
+    assert len(roc) <= 501
+    assert tuple(roc.iloc[0]) == (0.0, 0.0)
+    assert tuple(roc.iloc[-1]) == (1.0, 1.0)
+    assert pr["recall"].iloc[0] == 1.0
+    assert pr["recall"].iloc[-1] == 0.0
+
+
+def test_window_days_counts_calendar_days() -> None:
+    frame, _ = _two_days()
+    assert window_days(frame) == 2.0
+    assert window_days(frame.head(1)) == 1.0
+
+
+def test_evaluate_model_writes_metrics_threshold_and_plot_data(project) -> None:
+    card = train_model(
+        project, model_type="logistic_regression", hyperparameters={"max_iter": 500}, seed=1
+    )
+    result = evaluate_model(
+        project,
+        top_k=5,
+        threshold_policy="alert_budget",
+        alert_budget=4,
+        target_precision=0.5,
+        cost_false_positive=5.0,
+        cost_false_negative=100.0,
+        seed=1,
+    )
+    metrics = json.loads((project / paths.METRICS).read_text())
+    threshold = json.loads((project / paths.THRESHOLD).read_text())
+    test = pd.read_parquet(project / paths.TEST)
+    plots = project / paths.PLOTS_DIR
+
+    assert metrics["model_type"] == "logistic_regression"
+    assert metrics["test_rows"] == len(test)
+    assert metrics["test_frauds"] == int(test["label"].sum())
+    assert metrics["roc_auc"] == pytest.approx(result["metrics"]["roc_auc"], abs=1e-6)
+    assert 0.7 < metrics["roc_auc"] <= 1.0
+    assert 0.0 <= metrics["card_precision_at_5"] <= 1.0
+    assert metrics["alerts_per_day"] <= 4
+    assert threshold["policy"] == "alert_budget"
+    assert threshold["model_sha256"] == card["sha256"]
+    assert threshold["threshold"] == pytest.approx(metrics["threshold"], abs=1e-6)
+    assert sorted(p.name for p in plots.iterdir()) == [
+        "confusion.csv",
+        "importances.csv",
+        "precision_recall.csv",
+        "roc.csv",
+    ]
+    confusion = pd.read_csv(plots / "confusion.csv")
+    assert len(confusion) == len(test)
+    assert confusion["predicted"].sum() == round(metrics["alerts_per_day"] * window_days(test))
+    importances = pd.read_csv(plots / "importances.csv")
+    assert set(importances["feature"]) == set(card["features"]["numeric"]) | set(
+        card["features"]["categorical"]
+    )
+    assert not list(project.rglob("*.tmp"))
+
+
+def test_evaluate_model_names_the_stage_that_makes_missing_inputs(project) -> None:
+    with pytest.raises(FileNotFoundError, match="models/model.skops is missing; the 'train'"):
+        evaluate_model(
+            project,
+            top_k=5,
+            threshold_policy="min_cost",
+            alert_budget=4,
+            target_precision=0.5,
+            cost_false_positive=5.0,
+            cost_false_negative=100.0,
+            seed=1,
+        )
