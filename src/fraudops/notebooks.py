@@ -33,7 +33,7 @@ def refresh_outputs(source: Path, executed: Path) -> int:
     """
     notebook = nbformat.read(source, as_version=4)
     ran = nbformat.read(executed, as_version=4)
-    outputs = {cell.source: cell.outputs for cell in ran.cells if is_checked(cell)}
+    runs = {cell.source: cell for cell in ran.cells if is_checked(cell)}
     refreshed = 0
     for cell in notebook.cells:
         if cell.cell_type != "code":
@@ -41,9 +41,11 @@ def refresh_outputs(source: Path, executed: Path) -> int:
         cell.execution_count = None
         cell.outputs = []
         if is_checked(cell):
-            if cell.source not in outputs:
+            if cell.source not in runs:
                 raise ValueError(f"{executed} has no run of a checked cell of {source}")
-            cell.outputs = [_without_metadata(output) for output in outputs[cell.source]]
+            # nbval ignores a stored output whose cell has no execution count.
+            cell.execution_count = runs[cell.source].execution_count
+            cell.outputs = [_without_metadata(output) for output in runs[cell.source].outputs]
             refreshed += 1
         cell.metadata.pop("execution", None)
         cell.metadata.pop("papermill", None)
@@ -53,10 +55,7 @@ def refresh_outputs(source: Path, executed: Path) -> int:
 
 
 def _without_metadata(output):
-    output = nbformat.from_dict(dict(output))
-    if "execution_count" in output:
-        output.execution_count = None
-    return output
+    return nbformat.from_dict(dict(output))
 
 
 def refresh_all(root: Path) -> dict[str, int]:

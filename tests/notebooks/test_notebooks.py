@@ -83,6 +83,7 @@ def test_only_checked_cells_keep_outputs(path):
     checked = [c for c in cells if is_checked(c)]
     assert checked, "each notebook prints its key results in a cell nbval checks"
     assert all(c.outputs for c in checked), "run `fraudops refresh-notebooks` after dvc repro"
+    assert all(c.execution_count for c in checked), "nbval skips outputs of unrun cells"
     assert not any(c.outputs for c in cells if not is_checked(c))
 
 
@@ -91,7 +92,7 @@ def test_notebooks_pass_nbval_in_a_scratch_copy(tmp_path):
     project = copy_project(tmp_path / "project", with_git=False)
     environment = {**os.environ, "PYTHONHASHSEED": "0"}
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "--current-env", "-p", "no:cacheprovider"]
+        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider"]
         + ["-o", "addopts=", "-q", *(f"notebooks/{p.name}" for p in NOTEBOOKS)],
         cwd=project,
         capture_output=True,
