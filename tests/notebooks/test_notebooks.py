@@ -92,8 +92,9 @@ def test_notebooks_pass_nbval_in_a_scratch_copy(tmp_path):
     project = copy_project(tmp_path / "project", with_git=False)
     environment = {**os.environ, "PYTHONHASHSEED": "0"}
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider"]
-        + ["-o", "addopts=", "-q", *(f"notebooks/{p.name}" for p in NOTEBOOKS)],
+        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-q"]
+        + ["-p", "no:cacheprovider", "-o", "addopts="]
+        + [f"notebooks/{path.name}" for path in NOTEBOOKS],
         cwd=project,
         capture_output=True,
         text=True,
