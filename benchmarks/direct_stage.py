@@ -1,0 +1,39 @@
+"""Run one pipeline stage by calling the package directly, without papermill or a notebook.
+
+Used by run.py to measure papermill's overhead per stage: same work, same params.yaml.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from fraudops import data, evaluation, features, model, paths, simulate
+
+
+def run_stage(stage: str) -> None:
+    """Do the work of ``stage`` with the settings in params.yaml."""
+    root = paths.project_root()
+    params = paths.load_params(root)
+    if stage == "data":
+        settings = dict(params["data"])
+        simulation = simulate.config_from({"seed": params["seed"], **params["simulator"]})
+        data.build_raw_data(root, simulation=simulation, progress=False, **settings)
+    elif stage == "preprocess":
+        split = params["split"]
+        features.build_datasets(
+            root, seed=params["seed"], card_windows=params["features"]["card_windows"], **split
+        )
+    elif stage == "train":
+        chosen = params["model"]["type"]
+        hyperparameters = dict(params["model"][chosen])
+        model.train_model(
+            root, model_type=chosen, hyperparameters=hyperparameters, seed=params["seed"]
+        )
+    elif stage == "evaluate":
+        evaluation.evaluate_model(root, seed=params["seed"], **params["evaluate"])
+    else:
+        raise SystemExit(f"unknown stage {stage!r}")
+
+
+if __name__ == "__main__":
+    run_stage(sys.argv[1])
