@@ -5,7 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test install lint format benchmark clean
+SCRATCH := $(CURDIR)/../fraudops-notebook-run
+
+.PHONY: run test install lint format benchmark notebooks clean
 
 run: install  ## set up and run the whole pipeline on the built-in data
 	dvc repro
@@ -33,6 +35,14 @@ lint: install
 format: install
 	ruff format .
 	ruff check --fix .
+
+notebooks: install  ## rerun the pipeline from scratch and store the checked outputs in notebooks/
+	rm -rf $(SCRATCH) && mkdir -p $(SCRATCH)
+	git ls-files --cached --others --exclude-standard | while read -r f; do \
+		[ -f "$$f" ] && mkdir -p "$(SCRATCH)/$$(dirname "$$f")" && cp "$$f" "$(SCRATCH)/$$f"; done; true
+	cd $(SCRATCH) && git init -q && git add -A && git -c user.name=scratch -c user.email=scratch@localhost commit -qm scratch && dvc repro
+	fraudops refresh-notebooks --from $(SCRATCH)/reports
+	rm -rf $(SCRATCH)
 
 benchmark: install  ## speed and memory measurements (not part of the tests)
 	python benchmarks/run.py

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from fraudops import data, evaluation, features, model, paths, simulate
+from fraudops import data, evaluation, features, model, monitoring, paths, retraining, simulate
 
 
 def run_stage(stage: str) -> None:
@@ -29,8 +29,33 @@ def run_stage(stage: str) -> None:
         model.train_model(
             root, model_type=chosen, hyperparameters=hyperparameters, seed=params["seed"]
         )
+    elif stage == "retrain":
+        chosen = params["model"]["type"]
+        settings = dict(params["retrain"])
+        rule = retraining.PromotionRule(
+            settings.pop("metric"),
+            settings.pop("min_improvement"),
+            settings.pop("max_recall_drop"),
+        )
+        retraining.retrain(
+            root,
+            rule=rule,
+            model_type=chosen,
+            hyperparameters=dict(params["model"][chosen]),
+            evaluation_settings=params["evaluate"],
+            card_windows=params["features"]["card_windows"],
+            seed=params["seed"],
+            **settings,
+        )
     elif stage == "evaluate":
         evaluation.evaluate_model(root, seed=params["seed"], **params["evaluate"])
+    elif stage == "monitor":
+        monitoring.monitor(
+            root,
+            thresholds=monitoring.DriftThresholds(**params["monitor"]),
+            card_windows=params["features"]["card_windows"],
+            seed=params["seed"],
+        )
     else:
         raise SystemExit(f"unknown stage {stage!r}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -9,6 +10,8 @@ import pytest
 
 from fraudops.data import build_raw_data
 from fraudops.features import add_features, build_datasets, out_of_time_split
+from fraudops.model import train_model
+from fraudops.retraining import PromotionRule, retrain
 from fraudops.simulate import SimulationConfig, simulate_transactions
 
 # Small enough to simulate in a fraction of a second, large enough to hold every fraud kind.
@@ -69,3 +72,67 @@ def project(tmp_path: Path) -> Path:
     build_raw_data(root, source="synthetic", simulation=SMALL, progress=False)
     build_datasets(root, **SPLIT)
     return root
+
+
+# A deliberately weak first model (a single stump), so a retrained challenger is clearly better.
+FIRST_MODEL = {
+    "model_type": "random_forest",
+    "hyperparameters": {"n_estimators": 1, "max_depth": 1},
+    "seed": 1,
+}
+# Retrain settings that fit SMALL's 10-day new batch; the challenger is a quick logistic model.
+RETRAIN = {
+    "window": "all",
+    "window_days": 60,
+    "eval_days": 5,
+    "delay_days": 2,
+    "rule": PromotionRule(),
+    "model_type": "logistic_regression",
+    "hyperparameters": {"max_iter": 1000},
+    "evaluation_settings": {
+        "top_k": 30,
+        "threshold_policy": "alert_budget",
+        "alert_budget": 30,
+        "target_precision": 0.5,
+        "cost_false_positive": 5,
+        "cost_false_negative": 100,
+    },
+    "card_windows": "1,7,30",
+    "seed": 1,
+}
+
+
+@pytest.fixture(scope="session")
+def retrain_settings() -> dict:
+    """Keyword arguments of ``retraining.retrain`` for the small projects (copy before editing)."""
+    return dict(RETRAIN)
+
+
+@pytest.fixture(scope="session")
+def trained_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project after the data, preprocess and train stages; copy it, never change it."""
+    root = _make_project(tmp_path_factory.mktemp("trained") / "project")
+    build_raw_data(root, source="synthetic", simulation=SMALL, progress=False)
+    build_datasets(root, **SPLIT)
+    train_model(root, **FIRST_MODEL)
+    return root
+
+
+@pytest.fixture(scope="session")
+def retrained_template(trained_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The trained project after one retrain (v0001 first model, v0002 challenger); copy it."""
+    root = shutil.copytree(trained_template, tmp_path_factory.mktemp("retrained") / "project")
+    retrain(root, **RETRAIN)
+    return root
+
+
+@pytest.fixture()
+def trained_project(trained_template: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the trained project, with no registry yet."""
+    return shutil.copytree(trained_template, tmp_path / "project")
+
+
+@pytest.fixture()
+def retrained_project(retrained_template: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the project after its first retrain."""
+    return shutil.copytree(retrained_template, tmp_path / "project")

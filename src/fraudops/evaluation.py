@@ -329,9 +329,36 @@ def write_evaluation(root: Path, result: dict, labels: pd.Series, predicted: pd.
     logger.info("evaluated %s: %s", result["model"]["model_type"], rounded)
 
 
-def save_figure(figure, root, name: str) -> Path:
-    """Save a figure as PNG under reports/figures."""
-    path = Path(root) / paths.FIGURES_DIR / f"{name}.png"
+def save_figure(figure, root, name: str, folder: str = "evaluate") -> Path:
+    """Save a figure as PNG under ``reports/figures/<folder>/``."""
+    path = Path(root) / paths.FIGURES_DIR / folder / f"{name}.png"
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     return path
+
+
+def production_summary(root) -> dict:
+    """Which model is in production and why, and every registered version's key metrics."""
+    import json
+
+    from fraudops.registry import Registry
+
+    root = Path(root)
+    registry = Registry(root)
+    report = json.loads((root / "reports" / "retrain.json").read_text())
+    rows = []
+    for version in registry.versions():
+        metrics = version.get("metrics") or {}
+        rows.append(
+            {
+                "version": version["version"],
+                "model_type": version["model_type"],
+                "in_production": version["version"] == registry.production(),
+                "average_precision": round(metrics.get("average_precision", float("nan")), 4),
+                "roc_auc": round(metrics.get("roc_auc", float("nan")), 4),
+                "decision": (version.get("decision") or {}).get("outcome"),
+            }
+        )
+    decision = report["decision"]
+    text = f"production model: {decision['production']} ({decision['reason']})"
+    return {"decision": text, "versions": pd.DataFrame(rows)}

@@ -58,11 +58,16 @@ def _without_metadata(output):
     return nbformat.from_dict(dict(output))
 
 
-def refresh_all(root: Path) -> dict[str, int]:
-    """Refresh every pipeline notebook from its executed copy in ``reports/``."""
+def refresh_all(root: Path, executed_dir: Path | None = None) -> dict[str, int]:
+    """Refresh every pipeline notebook from its executed copy in ``executed_dir``.
+
+    Use the reports of a run from scratch (``make notebooks`` does one in a scratch copy):
+    the tests run the notebooks from scratch too, with an empty model registry.
+    """
+    executed_dir = Path(executed_dir or root / "reports")
     counts = {}
     for source in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
-        executed = root / "reports" / source.name
+        executed = executed_dir / source.name
         if not executed.exists():
             raise FileNotFoundError(f"{executed} is missing: run `dvc repro` first")
         counts[source.name] = refresh_outputs(source, executed)

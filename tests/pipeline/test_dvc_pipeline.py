@@ -23,11 +23,13 @@ SMALL_PROFILE = {
     "split.train_days": 21,
     "split.delay_days": 7,
     "split.test_days": 14,
+    "retrain.eval_days": 7,
+    "retrain.delay_days": 3,
     "model.hist_gradient_boosting.max_iter": 60,
     "evaluate.top_k": 10,
     "evaluate.alert_budget": 10,
 }
-STAGES = ("data", "preprocess", "train", "evaluate")
+STAGES = ("data", "preprocess", "train", "retrain", "evaluate", "monitor")
 
 
 def dvc(project: Path, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -65,9 +67,18 @@ def test_repro_writes_model_metrics_plots_and_executed_notebooks(project):
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert 0.5 < metrics["roc_auc"] <= 1 and 0 < metrics["average_precision"] <= 1
     assert metrics["model_type"] == "hist_gradient_boosting"
-    for name in ("models/model.skops", "models/model.json", "models/threshold.json"):
+    files = ["models/model.skops", "models/model.json", "models/threshold.json"]
+    files += ["models/production/model.skops", "reports/retrain.json", "reports/drift.json"]
+    for name in files:
         assert (project / name).is_file()
-    for name in ("01_data", "02_preprocess", "03_train", "04_evaluate"):
+    for name in (
+        "01_data",
+        "02_preprocess",
+        "03_train",
+        "05_evaluate",
+        "04_retrain",
+        "06_monitor",
+    ):
         assert (project / "reports" / f"{name}.ipynb").is_file()
     shown = json.loads(dvc(project, "metrics", "show", "--json").stdout)
     assert shown  # dvc reads the declared metrics file
@@ -82,9 +93,9 @@ def test_second_repro_does_nothing(project):
     assert stages_run(again) == []
 
 
-def test_changing_a_model_parameter_reruns_only_train_and_evaluate(project):
+def test_changing_a_model_parameter_reruns_only_the_stages_after_train(project):
     run = dvc(project, "exp", "run", "-S", "model.hist_gradient_boosting.learning_rate=0.1")
-    assert stages_run(run) == ["train", "evaluate"]
+    assert stages_run(run) == ["train", "retrain", "evaluate", "monitor"]
     table = dvc(project, "exp", "show", "--json").stdout
     assert "learning_rate" in table and "average_precision" in table
     assert "Data and pipelines are up to date" in dvc(project, "status").stdout
