@@ -135,23 +135,24 @@ def test_drift_table_lists_the_most_shifted_feature_first() -> None:
 
 
 @pytest.mark.parametrize(
-    ("psi_of", "p_value", "status"),
-    [(0.30, 0.001, "drift"), (0.30, 0.5, "watch"), (0.15, 0.001, "watch"), (0.05, 0.0, "stable")],
+    ("target_psi", "rows", "status"),
+    [(0.30, 4000, "drift"), (0.30, 40, "watch"), (0.15, 4000, "watch"), (0.05, 4000, "stable")],
+    ids=["large-and-significant", "large-but-few-rows", "moderate", "small"],
 )
-def test_drift_needs_both_a_large_psi_and_a_significant_test(psi_of, p_value, status) -> None:
-    # Two categories whose share moves just enough to give the PSI wanted; the p-value is
-    # set by how many rows carry the shift.
-    rows = 40 if p_value > 0.1 else 4000
-    share = _share_for_psi(psi_of)
+def test_drift_needs_both_a_large_psi_and_a_significant_test(target_psi, rows, status) -> None:
+    # One of two equal categories gains just enough share to give the PSI wanted.
+    batch_pos = int(round(_share_for_psi(target_psi) * rows))
     reference = pd.DataFrame({"channel": ["pos", "atm"] * (rows // 2), "amount": 1.0})
-    batch_pos = int(round(share * rows))
     batch = pd.DataFrame(
         {"channel": ["pos"] * batch_pos + ["atm"] * (rows - batch_pos), "amount": 1.0}
     )
 
     table = drift_table(reference, batch, FEATURES, THRESHOLDS).set_index("feature")
 
+    assert table.loc["channel", "psi"] == pytest.approx(target_psi, abs=0.03)
     assert table.loc["channel", "status"] == status
+    if rows == 40:
+        assert table.loc["channel", "p_value"] >= THRESHOLDS.p_value
     assert table.loc["amount", "status"] == "stable"
 
 
@@ -353,4 +354,6 @@ def test_monitor_writes_the_drift_report_and_raises_one_alert_per_batch(
     events = [json.loads(line) for line in (root / outbox).read_text().splitlines()]
     created = [event for event in events if event.get("event") == "created"]
     assert len(created) == 1
-    assert json.dumps(created[0]).count(f"drift:{file_md5(root / paths.SCORE_BATCH)}") == 1
+    assert created[0]["key"] == f"drift:{file_md5(root / paths.SCORE_BATCH)}"
+    assert created[0]["alert"]["kind"] == "drift"
+    assert created[0]["alert"]["details"]["reasons"] == report["reasons"]

@@ -54,6 +54,54 @@ def _registry_unpin(arguments: argparse.Namespace) -> int:
     return 0
 
 
+EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_MODEL, EXIT_DELIVERY, EXIT_AUDIT = 0, 1, 2, 3, 4, 5
+
+
+def _score(arguments: argparse.Namespace) -> int:
+    from fraudops.scoring import score_and_alert
+
+    root = paths.project_root()
+    params = paths.load_params(root)
+    run = score_and_alert(
+        root,
+        rules_params=params["rules"],
+        watchlist_path=params["score"]["watchlist"],
+        outbox=params["alerts"]["outbox"],
+        digest_cap=params["alerts"]["digest_cap"],
+        immediate_severity=params["alerts"]["immediate_severity"],
+        audit_path=params["audit_log"],
+        input_path=arguments.input.resolve(),
+        output_path=arguments.out.resolve(),
+        columns=arguments.columns,
+        card_windows=params["features"]["card_windows"],
+        chunk_rows=arguments.chunk_rows or params["score"]["chunk_rows"],
+        high_score=params["score"]["high_score"],
+        progress=not arguments.no_progress,
+    )
+    print(
+        f"scored {run['rows']:,} transactions with model {run['model_version']}: "
+        f"{run['fraud_alerts']:,} fraud alerts, rules fired {run['rules_fired'] or 'none'}; "
+        f"scores in {arguments.out}, report in reports/compliance/"
+    )
+    if not run["audit_ok"]:
+        print(f"fraudops: audit log broken: {run['audit_verdict']}", file=sys.stderr)
+        return EXIT_AUDIT
+    if len(run["failures"]):
+        print(f"fraudops: {len(run['failures'])} alert deliveries failed", file=sys.stderr)
+        return EXIT_DELIVERY
+    return EXIT_OK
+
+
+def _audit_verify(arguments: argparse.Namespace) -> int:
+    from fraudops.audit import verify
+
+    root = paths.project_root()
+    path = arguments.path or root / paths.load_params(root)["audit_log"]
+    result = verify(path, expected_head=arguments.head)
+    print(f"{path}: {result.reason}")
+    return EXIT_OK if result.ok else EXIT_AUDIT
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, one subcommand per task."""
     parser = argparse.ArgumentParser(prog="fraudops", description=__doc__)
@@ -85,6 +133,38 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_parser("unpin", help="let the next retrain promote again").set_defaults(
         run=_registry_unpin
     )
+
+    score = commands.add_parser(
+        "score",
+        help="score a transaction file with the production model, apply the compliance rules, "
+        "raise the alerts",
+        description="Score INPUT (CSV or Parquet) in chunks with the production model and the "
+        "compliance rules of params.yaml; write the scored rows to OUTPUT (Parquet), the alerts "
+        "to the outbox (and e-mail/webhook when configured), every decision to the audit log, and "
+        "the compliance report. Exit codes: 0 done, 1 bad input or settings, 2 usage, 3 model "
+        "file refused, 4 some alert deliveries failed, 5 audit log broken.",
+    )
+    score.add_argument("input", type=Path, help="the transactions to score (CSV or Parquet)")
+    score.add_argument("--out", type=Path, required=True, help="the scored rows (Parquet)")
+    score.add_argument(
+        "--columns", default="", help="column mapping, e.g. 'amount=tx_amount,timestamp=tx_time'"
+    )
+    score.add_argument("--chunk-rows", type=int, default=None, help="rows scored at a time")
+    score.add_argument("--no-progress", action="store_true", help="no progress bar")
+    score.set_defaults(run=_score)
+
+    audit = commands.add_parser("audit", help="check the hash-chained audit log")
+    audit_actions = audit.add_subparsers(dest="action", required=True)
+    verify = audit_actions.add_parser(
+        "verify", help="say whether the chain is intact, or where it breaks"
+    )
+    verify.add_argument(
+        "path", nargs="?", type=Path, help="the log (default: audit_log in params.yaml)"
+    )
+    verify.add_argument(
+        "--head", default=None, help="a head hash kept elsewhere, to detect truncation"
+    )
+    verify.set_defaults(run=_audit_verify)
     return parser
 
 
@@ -92,11 +172,16 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     arguments = build_parser().parse_args(argv)
+    from fraudops.model import ModelIntegrityError
+
     try:
         return arguments.run(arguments)
+    except ModelIntegrityError as error:
+        print(f"fraudops: {error}", file=sys.stderr)
+        return EXIT_MODEL
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"fraudops: {error}", file=sys.stderr)
-        return 1
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ MODEL_CARD = MODELS_DIR / "model.json"
 THRESHOLD = MODELS_DIR / "threshold.json"
 
 METRICS = REPORTS_DIR / "metrics.json"
+AUDIT_LOG = REPORTS_DIR / "audit" / "audit.jsonl"
 PLOTS_DIR = REPORTS_DIR / "plots"
 FIGURES_DIR = REPORTS_DIR / "figures"
 

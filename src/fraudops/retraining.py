@@ -19,6 +19,7 @@ import pandas as pd
 import skops.io as sio
 
 from fraudops import paths
+from fraudops.audit import AuditLog
 from fraudops.data import (
     LABEL,
     TIMESTAMP,
@@ -196,6 +197,7 @@ def retrain(
     evaluation_settings: dict,
     card_windows: str,
     seed: int,
+    audit_path: str | Path = paths.AUDIT_LOG,
 ) -> dict:
     """The retrain stage: train a challenger, compare it with the champion, decide, publish.
 
@@ -218,7 +220,8 @@ def retrain(
     train_rows, eval_rows = combined[train_mask], combined[eval_mask]
 
     registry = Registry(root)
-    champion_version = _champion(root, registry)
+    audit = AuditLog(root / audit_path)
+    champion_version = _champion(root, registry, audit)
     champion_pipeline, champion_card = registry.load(champion_version)
     champion_features = _feature_set_of(champion_card, feature_set)
 
@@ -233,7 +236,7 @@ def retrain(
         reason = (
             "kept the champion: the evaluation window holds no fraud, so no comparison is possible"
         )
-        return _finish(root, registry, result, {"outcome": "keep", "reason": reason}, None)
+        return _finish(root, registry, audit, result, {"outcome": "keep", "reason": reason}, None)
 
     result["champion"].update(
         evaluate_on(champion_pipeline, eval_rows, champion_features, evaluation_settings)
@@ -248,7 +251,7 @@ def retrain(
         logger.warning("the challenger failed: %s: %s", type(error).__name__, error)
         failure = f"{type(error).__name__}: {error}"
         reason = f"kept the champion: the challenger failed to train or score ({failure})"
-        return _finish(root, registry, result, {"outcome": "keep", "reason": reason}, None)
+        return _finish(root, registry, audit, result, {"outcome": "keep", "reason": reason}, None)
 
     decision = decide(result["champion"]["metrics"], result["challenger"]["metrics"], rule)
     if registry.state().get("pinned") and decision["outcome"] == "promote":
@@ -278,10 +281,10 @@ def retrain(
         "threshold": result["challenger"]["threshold"],
         "role": "challenger",
     }
-    return _finish(root, registry, result, decision, (challenger, card))
+    return _finish(root, registry, audit, result, decision, (challenger, card))
 
 
-def _champion(root: Path, registry: Registry) -> str:
+def _champion(root: Path, registry: Registry, audit: AuditLog) -> str:
     """The production version; on the first run, the train stage's model becomes version 1."""
     if registry.production() is not None:
         return registry.production()
@@ -295,6 +298,9 @@ def _champion(root: Path, registry: Registry) -> str:
     }
     version = registry.register(root / paths.MODEL, card)
     registry.promote(version, "the first model trained on the history")
+    audit.append(
+        "model_promoted", version=version, reason="the first model trained on the history"
+    )
     return version
 
 
@@ -305,7 +311,9 @@ def _feature_set_of(card: dict, default: FeatureSet) -> FeatureSet:
     return FeatureSet(tuple(stored["numeric"]), tuple(stored["categorical"]))
 
 
-def _finish(root: Path, registry: Registry, result: dict, decision: dict, challenger) -> dict:
+def _finish(
+    root: Path, registry: Registry, audit: AuditLog, result: dict, decision: dict, challenger
+) -> dict:
     """Register the challenger, apply the decision, publish production, write the report."""
     champion = result["champion"]["version"]
     if "threshold" in result["champion"]:
@@ -323,6 +331,13 @@ def _finish(root: Path, registry: Registry, result: dict, decision: dict, challe
         if decision["outcome"] == "promote":
             registry.promote(version, decision["reason"])
     registry.publish()
+    event = "model_promoted" if decision["outcome"] == "promote" else "model_kept"
+    audit.append(
+        event,
+        version=registry.production(),
+        challenger=result["challenger"].get("version"),
+        reason=decision["reason"],
+    )
     result["decision"] = {**decision, "production": registry.production()}
     logger.info("retrain: %s", decision["reason"])
     write_json_atomic(_report(result), root / RETRAIN_REPORT)

@@ -355,7 +355,7 @@ def score_and_alert(
     outbox: str,
     digest_cap: int = 50,
     immediate_severity: str = "high",
-    audit_path: str = "reports/audit/audit.jsonl",
+    audit_path: str | Path = paths.AUDIT_LOG,
     input_path: Path | None = None,
     output_path: Path | None = None,
     columns: str = "",
