@@ -86,7 +86,12 @@ class Registry:
     def register(self, model_file: Path, card: dict) -> str:
         """Copy a saved model into the registry as a new version; return the version."""
         state = self.state()
-        version = f"v{len(state['versions']) + 1:04d}"
+        number = len(state["versions"]) + 1
+        # A run that crashed after making a folder but before recording it leaves the folder
+        # behind: skip such numbers rather than fail every later run.
+        while (self.folder / f"v{number:04d}").exists():
+            number += 1
+        version = f"v{number:04d}"
         folder = self.folder / version
         folder.mkdir(parents=True, exist_ok=False)
         with atomic_path(folder / "model.skops") as tmp:

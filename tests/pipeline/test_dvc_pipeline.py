@@ -29,7 +29,7 @@ SMALL_PROFILE = {
     "evaluate.top_k": 10,
     "evaluate.alert_budget": 10,
 }
-STAGES = ("data", "preprocess", "train", "retrain", "evaluate", "monitor")
+STAGES = ("data", "preprocess", "train", "retrain", "evaluate", "monitor", "score")
 
 
 def dvc(project: Path, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -59,7 +59,7 @@ def project(tmp_path_factory):
     update_params(root, SMALL_PROFILE)
     dvc(root, "remote", "modify", "--local", "local", "url", str(root.parent / "remote"))
     first = dvc(root, "repro")
-    assert stages_run(first) == list(STAGES)
+    assert set(stages_run(first)) == set(STAGES)
     return root
 
 
@@ -69,6 +69,7 @@ def test_repro_writes_model_metrics_plots_and_executed_notebooks(project):
     assert metrics["model_type"] == "hist_gradient_boosting"
     files = ["models/model.skops", "models/model.json", "models/threshold.json"]
     files += ["models/production/model.skops", "reports/retrain.json", "reports/drift.json"]
+    files += ["data/scored/scores.parquet", "reports/compliance/report.md"]
     for name in files:
         assert (project / name).is_file()
     for name in (
@@ -78,6 +79,7 @@ def test_repro_writes_model_metrics_plots_and_executed_notebooks(project):
         "05_evaluate",
         "04_retrain",
         "06_monitor",
+        "07_score",
     ):
         assert (project / "reports" / f"{name}.ipynb").is_file()
     shown = json.loads(dvc(project, "metrics", "show", "--json").stdout)
@@ -85,6 +87,21 @@ def test_repro_writes_model_metrics_plots_and_executed_notebooks(project):
     plots = json.loads(dvc(project, "plots", "show", "--json").stdout)
     assert {"roc", "precision_recall", "confusion", "importances"} <= set(plots["data"])
     assert not plots.get("errors")
+
+
+def test_repro_ends_with_alerts_in_the_outbox_a_report_and_a_verified_audit_log(project):
+    from fraudops.alerts import Outbox
+    from fraudops.audit import verify
+
+    kinds = {alert.kind for alert in Outbox(project / "reports/alerts/outbox.jsonl").alerts()}
+    assert "fraud" in kinds
+    result = verify(project / "reports/audit/audit.jsonl")
+    assert result.ok and result.entries > 0, result.reason
+    lines = (project / "reports/audit/audit.jsonl").read_text().splitlines()
+    events = {json.loads(line)["event"] for line in lines}
+    assert {"model_promoted", "transactions_scored", "alert_created"} <= events
+    report = (project / "reports/compliance/report.md").read_text()
+    assert "Alerts by kind" in report and "chain intact" in report
 
 
 def test_second_repro_does_nothing(project):
@@ -95,7 +112,7 @@ def test_second_repro_does_nothing(project):
 
 def test_changing_a_model_parameter_reruns_only_the_stages_after_train(project):
     run = dvc(project, "exp", "run", "-S", "model.hist_gradient_boosting.learning_rate=0.1")
-    assert stages_run(run) == ["train", "retrain", "evaluate", "monitor"]
+    assert set(stages_run(run)) == {"train", "retrain", "evaluate", "monitor", "score"}
     table = dvc(project, "exp", "show", "--json").stdout
     assert "learning_rate" in table and "average_precision" in table
     assert "Data and pipelines are up to date" in dvc(project, "status").stdout
