@@ -18,6 +18,7 @@ from fraudops.features import (
     parse_windows,
     random_split,
     read_feature_set,
+    terminal_risk_features,
     time_features,
 )
 from fraudops.model import build_pipeline, fit, fraud_scores
@@ -165,6 +166,128 @@ def test_card_features_with_context_see_the_earlier_rows() -> None:
     assert features["card_seconds_since_previous"].iloc[0] == 18 * 3600
 
 
+def _two_terminals() -> pd.DataFrame:
+    day = pd.Timestamp("2026-01-05")
+    rows = [
+        # transaction id, terminal, days after day zero, label
+        (1, "T1", 0.0, 1),  # a
+        (7, "T2", 0.5, 0),  # g
+        (2, "T1", 1.0, 0),  # b
+        (3, "T1", 2.5, 1),  # c
+        (8, "T2", 2.5, 0),  # h
+        (4, "T1", 3.0, 0),  # d
+        (9, "T2", 3.0, 1),  # i
+        (5, "T1", 4.25, 0),  # e
+        (6, "T1", 5.0, 0),  # f
+    ]
+    frame = pd.DataFrame(rows, columns=["transaction_id", "terminal_id", "days", "label"])
+    frame["timestamp"] = day + pd.to_timedelta(frame.pop("days"), unit="D")
+    return frame.set_index(pd.Index([20, 26, 21, 22, 27, 23, 28, 24, 25]))
+
+
+# With a 2-day label delay, the window of d days of a transaction at t is [t - 2 - d, t - 2).
+# Rows in the order of _two_terminals: a, g, b, c, h, d, i, e, f.
+TWO_TERMINALS = {
+    "terminal_count_1d": [0, 0, 0, 1, 0, 1, 1, 0, 1],
+    "terminal_fraud_share_1d": [0, 0, 0, 1, 0, 1, 0, 0, 1],
+    "terminal_count_5d": [0, 0, 0, 1, 0, 1, 1, 2, 3],
+    "terminal_fraud_share_5d": [0, 0, 0, 1, 0, 1, 0, 1 / 2, 2 / 3],
+}
+
+
+@pytest.mark.parametrize("column", list(TWO_TERMINALS))
+def test_terminal_features_on_a_hand_made_example(column) -> None:
+    frame = _two_terminals()
+    features = terminal_risk_features(frame, (1, 5), label_delay_days=2)
+    assert list(features.index) == list(frame.index)
+    np.testing.assert_allclose(features[column], TWO_TERMINALS[column], rtol=1e-12)
+
+
+def test_terminal_window_ends_the_label_delay_before_the_transaction() -> None:
+    frame = _two_terminals()
+    features = terminal_risk_features(frame, (1, 5), label_delay_days=2)
+    # e (day 4.25) reaches back to day 2.25: c's fraud at day 2.5 is inside the delay, unknown.
+    assert features.loc[24, "terminal_count_5d"] == 2
+    # d (day 3) ends its window at day 1, exclusive: b (day 1) is not in it, a (day 0) is.
+    assert features.loc[23, "terminal_count_5d"] == 1
+    # h (day 2.5) ends its window at day 0.5, exactly when g happened: g is not in it.
+    assert features.loc[27, "terminal_count_5d"] == 0
+    # Without a delay, c's fraud counts for e.
+    undelayed = terminal_risk_features(frame, (5,), label_delay_days=0)
+    assert undelayed.loc[24, "terminal_fraud_share_5d"] == pytest.approx(2 / 4)
+
+
+def test_terminal_features_ignore_labels_within_the_delay_and_anything_later(history) -> None:
+    delay = 7
+    cut = _cut(history)
+    recent = history["timestamp"] >= cut - pd.Timedelta(days=delay)
+    before = history.index[history["timestamp"] < cut]
+    original = terminal_risk_features(history, (1, 7, 30), delay)
+
+    # Flip every label from the delay before the cut on, drop some later rows, add others.
+    changed = history.assign(label=history["label"].where(~recent, 1 - history["label"]))
+    changed = _drop_later_rows(changed, history["timestamp"] >= cut)
+    changed = _add_later_rows(changed, changed["timestamp"] >= cut)
+    recomputed = terminal_risk_features(changed, (1, 7, 30), delay)
+
+    pd.testing.assert_frame_equal(recomputed.loc[before], original.loc[before], check_exact=True)
+    later = history.index[history["timestamp"] >= cut + pd.Timedelta(days=delay + 1)]
+    later = later.intersection(changed.index)
+    share = "terminal_fraud_share_7d"
+    assert (recomputed.loc[later, share] != original.loc[later, share]).mean() > 0.5
+
+
+def test_unlabelled_rows_being_scored_never_change_fraud_shares(history) -> None:
+    cut = _cut(history)
+    earlier = history[history["timestamp"] < cut]
+    batch = history[history["timestamp"] >= cut].drop(columns="label")
+    windows = (1, 7, 30)
+    scored = terminal_risk_features(batch, windows, 7, context=earlier)
+
+    # More unlabelled rows on the batch's terminals, early in the batch: more traffic, same shares.
+    extra = batch.head(400).assign(transaction_id=lambda f: f["transaction_id"] + 10_000_000)
+    extra.index = batch.index.max() + 1 + np.arange(len(extra))
+    crowded = terminal_risk_features(pd.concat([batch, extra]), windows, 7, context=earlier)
+    shares = [f"terminal_fraud_share_{days}d" for days in windows]
+    pd.testing.assert_frame_equal(crowded.loc[batch.index, shares], scored[shares])
+    assert (crowded.loc[batch.index, "terminal_count_30d"] > scored["terminal_count_30d"]).any()
+
+    # A label column of NaN means the same as none; a window after the context knows no fraud.
+    blank = terminal_risk_features(batch.assign(label=np.nan), windows, 7, context=earlier)
+    pd.testing.assert_frame_equal(blank, scored, check_exact=True)
+    late = batch["timestamp"] >= cut + pd.Timedelta(days=8)
+    assert (scored.loc[late, "terminal_fraud_share_1d"] == 0).all()
+    assert (scored.loc[late, "terminal_count_1d"] > 0).mean() > 0.9
+
+
+def test_terminal_features_of_a_batch_with_context_equal_those_of_the_whole_log(history) -> None:
+    cut = _cut(history)
+    earlier = history[history["timestamp"] < cut]
+    batch = history[history["timestamp"] >= cut]
+    settings = {"terminal_windows": (1, 7, 30), "label_delay_days": 7}
+
+    whole, feature_set = add_features(history, **settings)
+    with_context, batch_set = add_features(batch, context=earlier, **settings)
+    alone, _ = add_features(batch, **settings)
+
+    assert batch_set == feature_set
+    pd.testing.assert_frame_equal(with_context, whole.loc[batch.index], check_exact=True)
+    assert (alone["terminal_count_30d"] < with_context["terminal_count_30d"]).mean() > 0.5
+
+
+def test_feature_set_lists_terminal_columns_only_when_asked(history) -> None:
+    _, plain = add_features(history, (7,))
+    frame, with_terminals = add_features(history, (7,), terminal_windows=(3,))
+    assert with_terminals.numeric[: len(plain.numeric)] == plain.numeric
+    added = set(with_terminals.numeric) - set(plain.numeric)
+    assert added == {"terminal_count_3d", "terminal_fraud_share_3d"}
+    assert added <= set(frame.columns)
+    assert not any(name.startswith("terminal_") for name in plain.numeric)
+    # Without terminal ids there is nothing to compute.
+    _, no_ids = add_features(history.drop(columns="terminal_id"), (7,), terminal_windows=(3,))
+    assert no_ids == plain
+
+
 @pytest.mark.parametrize(
     ("stamp", "expected"),
     [
@@ -306,6 +429,21 @@ def test_build_datasets_writes_the_feature_set_and_windows(project, split_settin
         tuple(described["features"]["numeric"]), tuple(described["features"]["categorical"])
     )
     assert set(read_feature_set(project).all) <= set(train.columns)
+
+
+def test_build_datasets_records_the_terminal_features(project, split_settings) -> None:
+    described = json.loads((project / paths.FEATURES).read_text())
+    assert described["settings"] == {
+        "card_windows": [1, 7, 30],
+        "terminal_windows": [1, 7, 30],
+        "label_delay_days": 7,
+    }
+    assert "terminal_fraud_share_30d" in described["features"]["numeric"]
+
+    build_datasets(project, **split_settings, terminal_windows="", label_delay_days=3)
+    described = json.loads((project / paths.FEATURES).read_text())
+    assert described["settings"]["terminal_windows"] == []
+    assert not any(name.startswith("terminal_") for name in described["features"]["numeric"])
 
 
 def test_build_datasets_refuses_an_unknown_split(project) -> None:

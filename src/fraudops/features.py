@@ -2,7 +2,8 @@
 
 Every feature of a transaction is computed from that transaction and from transactions
 before it, never after: the same function serves training and scoring, and a batch to score
-is given the history before it as context.
+is given the history before it as context. Features built on fraud labels use only labels
+old enough to be known when the transaction is scored (see ``label_delay_days``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fraudops.data import (
     AMOUNT,
     CUSTOMER_ID,
     LABEL,
+    TERMINAL_ID,
     TIMESTAMP,
     TRANSACTION_ID,
     extra_columns,
@@ -61,6 +63,8 @@ def add_features(
     transactions: pd.DataFrame,
     card_windows: tuple[int, ...] = (1, 7, 30),
     context: pd.DataFrame | None = None,
+    terminal_windows: tuple[int, ...] = (),
+    label_delay_days: float = 7,
 ) -> tuple[pd.DataFrame, FeatureSet]:
     """Add point-in-time features to ``transactions``.
 
@@ -69,6 +73,9 @@ def add_features(
         card_windows: Trailing windows, in days, for the card's count and mean amount.
         context: Earlier transactions (for example the history before a batch to score),
             used only as the past of ``transactions``; no row of it is returned.
+        terminal_windows: Windows, in days, for the terminal's count and fraud share,
+            each ending ``label_delay_days`` before the transaction; empty for none.
+        label_delay_days: Days until a transaction's label is known.
 
     Returns:
         ``transactions`` with feature columns added, in their original order, and the
@@ -83,6 +90,11 @@ def add_features(
         card = card_history_features(frame, card_windows, context)
         frame = frame.join(card)
         numeric += list(card.columns)
+
+    if TERMINAL_ID in frame and terminal_windows:
+        terminal = terminal_risk_features(frame, terminal_windows, label_delay_days, context)
+        frame = frame.join(terminal)
+        numeric += list(terminal.columns)
 
     categorical, passthrough = extra_columns(transactions)
     numeric += [c for c in passthrough if c not in numeric]
@@ -147,6 +159,69 @@ def card_history_features(
     result = pd.DataFrame(features, index=order.index)
     result = result[order["_own"].to_numpy()]
     return result.loc[frame.index]
+
+
+def terminal_risk_features(
+    frame: pd.DataFrame,
+    windows: tuple[int, ...],
+    label_delay_days: float = 7,
+    context: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The terminal's traffic and known fraud share before each transaction, vectorised.
+
+    For each window of ``d`` days the window is ``[t - delay - d, t - delay)``: it ends
+    ``label_delay_days`` before the transaction's time ``t``, because the labels of the last
+    days are not known yet when the transaction is scored. ``terminal_count_{d}d`` counts the
+    terminal's transactions in it; ``terminal_fraud_share_{d}d`` is the share of fraud among
+    those of them with a label (0 when none has one). Rows without a label (no label column,
+    or NaN, as in a batch being scored) count as traffic but never enter a share.
+    """
+    own = _terminal_rows(frame).assign(_own=True)
+    if context is not None and len(context):
+        own = pd.concat([_terminal_rows(context).assign(_own=False), own], ignore_index=False)
+    order = own.sort_values([TERMINAL_ID, TIMESTAMP, TRANSACTION_ID], kind="stable")
+
+    terminal = order[TERMINAL_ID].to_numpy()
+    stamps = order[TIMESTAMP].to_numpy()
+    labels = order[LABEL].to_numpy(dtype=float)
+    block = np.cumsum(np.r_[True, terminal[1:] != terminal[:-1]])
+
+    # Times as ranks among the distinct times, so one exact integer key orders every terminal's
+    # rows after the previous terminal's, whatever the timestamps' resolution.
+    distinct = np.unique(stamps)
+    width = len(distinct) + 1
+    key = block * width + np.searchsorted(distinct, stamps)
+    # Integer running totals (with a leading zero) are exact, so a window's sums never carry
+    # anything from rows outside it, of this terminal or of another.
+    labelled = np.r_[0, np.cumsum(~np.isnan(labels))]
+    frauds = np.r_[0, np.cumsum(np.nan_to_num(labels) == 1)]
+
+    delay = pd.Timedelta(days=label_delay_days).to_timedelta64()
+    end = _window_edge(key, block, width, distinct, stamps - delay)
+    features = {}
+    for days in windows:
+        reach = delay + pd.Timedelta(days=days).to_timedelta64()
+        start = _window_edge(key, block, width, distinct, stamps - reach)
+        known = labelled[end] - labelled[start]
+        features[f"terminal_count_{days}d"] = end - start
+        features[f"terminal_fraud_share_{days}d"] = np.divide(
+            frauds[end] - frauds[start], known, out=np.zeros(len(key)), where=known > 0
+        )
+
+    result = pd.DataFrame(features, index=order.index)
+    result = result[order["_own"].to_numpy()]
+    return result.loc[frame.index]
+
+
+def _terminal_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    rows = frame[[TRANSACTION_ID, TERMINAL_ID, TIMESTAMP]]
+    labels = pd.to_numeric(frame.get(LABEL, pd.Series(np.nan, index=frame.index)))
+    return rows.assign(**{LABEL: labels.astype("Float64").to_numpy(float, na_value=np.nan)})
+
+
+def _window_edge(key, block, width, distinct, edge) -> np.ndarray:
+    # The position of the terminal's first row at or after ``edge``.
+    return np.searchsorted(key, block * width + np.searchsorted(distinct, edge), side="left")
 
 
 @dataclass(frozen=True)
@@ -216,16 +291,24 @@ def build_datasets(
     test_size: float = 0.2,
     seed: int = 42,
     card_windows: str = "1,7,30",
+    terminal_windows: str = "1,7,30",
+    label_delay_days: float = 7,
 ) -> Split:
     """The preprocess stage: features for the history, split into training and test files.
 
     Features are computed on the whole history in time order, so every row sees only its past;
     the split then picks rows. Writes ``data/processed/{train,test}.parquet`` and
-    ``features.json`` (the feature set and the split's windows).
+    ``features.json`` (the feature set, the windows and label delay of the features, and the
+    split's windows). ``terminal_windows`` empty leaves out the terminal features.
     """
     root = Path(root)
     history = read_canonical(root, paths.HISTORY)
-    frame, feature_set = add_features(history, parse_windows(card_windows))
+    frame, feature_set = add_features(
+        history,
+        parse_windows(card_windows),
+        terminal_windows=parse_windows(terminal_windows),
+        label_delay_days=label_delay_days,
+    )
     if method == "out_of_time":
         split = out_of_time_split(frame, train_days, delay_days, test_days)
     elif method == "random":
@@ -242,8 +325,14 @@ def build_datasets(
         "train_rows": len(split.train),
         "test_rows": len(split.test),
     }
+    settings = {
+        "card_windows": list(parse_windows(card_windows)),
+        "terminal_windows": list(parse_windows(terminal_windows)),
+        "label_delay_days": label_delay_days,
+    }
     write_json_atomic(
-        {"features": feature_set.to_dict(), "split": description}, root / paths.FEATURES
+        {"features": feature_set.to_dict(), "settings": settings, "split": description},
+        root / paths.FEATURES,
     )
     logger.info(
         "split %s training rows (%.2f%% fraud) and %s test rows (%.2f%% fraud)",
@@ -259,6 +348,32 @@ def read_feature_set(root) -> FeatureSet:
     """The feature set the preprocess stage chose."""
     stored = json.loads((Path(root) / paths.FEATURES).read_text())["features"]
     return FeatureSet(tuple(stored["numeric"]), tuple(stored["categorical"]))
+
+
+def read_feature_settings(root) -> dict:
+    """The windows and label delay the preprocess stage built the features with."""
+    return json.loads((Path(root) / paths.FEATURES).read_text()).get("settings", {})
+
+
+def terminal_settings(settings: dict | None) -> dict:
+    """The terminal arguments of :func:`add_features` from recorded settings.
+
+    Settings from before the terminal features (or none at all) give no terminal features, so
+    older models keep getting the columns they were trained on.
+    """
+    settings = settings or {}
+    return {
+        "terminal_windows": tuple(settings.get("terminal_windows", ())),
+        "label_delay_days": settings.get("label_delay_days", 7),
+    }
+
+
+def reach_days(card_windows: tuple[int, ...], settings: dict | None) -> float:
+    """How many days back the features of a transaction can look."""
+    terminal = terminal_settings(settings)
+    longest = max(terminal["terminal_windows"], default=0)
+    terminal_reach = longest + terminal["label_delay_days"] if longest else 0
+    return max(max(card_windows, default=1), terminal_reach)
 
 
 def plot_split(history: pd.DataFrame, split: Split):
