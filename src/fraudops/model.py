@@ -26,7 +26,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 
 from fraudops import paths
 from fraudops.data import LABEL, TIMESTAMP
-from fraudops.features import FeatureSet, read_feature_set
+from fraudops.features import FeatureSet, read_feature_set, read_feature_settings
 from fraudops.io import atomic_path, write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -191,6 +191,7 @@ def train_model(root, *, model_type: str, hyperparameters: dict, seed: int) -> d
         "hyperparameters": hyperparameters,
         "seed": seed,
         "features": features.to_dict(),
+        "feature_settings": read_feature_settings(root),
         "training_window": [str(train[TIMESTAMP].min()), str(train[TIMESTAMP].max())],
         "training_rows": len(train),
         "training_fraud_rate": float(train[LABEL].mean()),

@@ -18,7 +18,7 @@ from scipy import stats
 
 from fraudops import paths
 from fraudops.data import LABEL, TIMESTAMP, TRANSACTION_ID, read_canonical
-from fraudops.features import FeatureSet, add_features, parse_windows
+from fraudops.features import FeatureSet, add_features, parse_windows, terminal_settings
 from fraudops.io import write_json_atomic
 from fraudops.model import fraud_scores
 from fraudops.registry import Registry
@@ -163,8 +163,9 @@ def reference_and_batch(root: Path, card: dict, card_windows: str, seed: int):
     score_batch = read_canonical(root, paths.SCORE_BATCH)
     known = pd.concat([history, new_batch], ignore_index=True)
     windows = parse_windows(card_windows)
-    known, _ = add_features(known, windows)
-    batch, _ = add_features(score_batch, windows, context=known)
+    terminal = terminal_settings(card.get("feature_settings"))
+    known, _ = add_features(known, windows, **terminal)
+    batch, _ = add_features(score_batch, windows, context=known, **terminal)
     start, end = (pd.Timestamp(value) for value in card["training_window"])
     reference = known[(known[TIMESTAMP] >= start) & (known[TIMESTAMP] <= end)]
     if len(reference) > MAX_REFERENCE_ROWS:

@@ -34,7 +34,14 @@ from fraudops.evaluation import (
     recall_by_kind,
     window_days,
 )
-from fraudops.features import FeatureSet, add_features, parse_windows, read_feature_set
+from fraudops.features import (
+    FeatureSet,
+    add_features,
+    parse_windows,
+    read_feature_set,
+    read_feature_settings,
+    terminal_settings,
+)
 from fraudops.io import atomic_path, write_json_atomic
 from fraudops.model import build_pipeline, fit, fraud_scores, load_model
 from fraudops.registry import Registry, data_version
@@ -211,9 +218,12 @@ def retrain(
     new_batch = read_canonical(root, paths.NEW_BATCH)
     check_new_batch(history, new_batch, str(root / paths.NEW_BATCH))
     feature_set = read_feature_set(root)
+    feature_settings = read_feature_settings(root)
 
     combined = pd.concat([history, new_batch], ignore_index=True)
-    combined, _ = add_features(combined, parse_windows(card_windows))
+    combined, _ = add_features(
+        combined, parse_windows(card_windows), **terminal_settings(feature_settings)
+    )
     train_mask, eval_mask, bounds = windows(
         combined, new_batch[TIMESTAMP].min(), eval_days, delay_days, window, window_days
     )
@@ -267,6 +277,7 @@ def retrain(
         "hyperparameters": hyperparameters,
         "seed": seed,
         "features": feature_set.to_dict(),
+        "feature_settings": feature_settings,
         "training_window": [bounds["train_start"], bounds["train_end"]],
         "training_rows": int(train_mask.sum()),
         "training_fraud_rate": float(train_rows[LABEL].mean()),

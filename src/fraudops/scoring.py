@@ -39,7 +39,13 @@ from fraudops.data import (
     to_canonical,
     validate_transactions,
 )
-from fraudops.features import FeatureSet, add_features, parse_windows
+from fraudops.features import (
+    FeatureSet,
+    add_features,
+    parse_windows,
+    reach_days,
+    terminal_settings,
+)
 from fraudops.io import atomic_path
 from fraudops.model import fraud_scores
 from fraudops.registry import Registry, file_md5
@@ -219,6 +225,9 @@ def score_batch(
     )
     threshold = float(card["threshold"]["threshold"])
     windows = parse_windows(card_windows)
+    # The terminal features are those the model was trained with, as its card records them.
+    terminal = terminal_settings(card.get("feature_settings"))
+    reach = reach_days(windows, card.get("feature_settings"))
     result = ScoreResult(
         run_id or new_run_id(),
         str(input_path),
@@ -228,7 +237,7 @@ def score_batch(
         threshold,
     )
 
-    context = _known_transactions(root, max(windows, default=1), rules)
+    context = _known_transactions(root, reach, rules)
     last_time, seen, alerts, top = None, set(), [], []
     total = _row_count(input_path)
     with (
@@ -239,7 +248,7 @@ def score_batch(
         for chunk in read_chunks(input_path, chunk_rows, columns):
             _check_order(chunk, last_time, seen, input_path)
             scored, fired = _score_chunk(
-                chunk, context, pipeline, features, windows, rules, watchlist
+                chunk, context, pipeline, features, (windows, terminal), rules, watchlist
             )
             alerts += fraud_alerts(scored, threshold, high_score, version)
             alerts += compliance_alerts(fired, scored.set_index(TRANSACTION_ID)["score"])
@@ -251,9 +260,7 @@ def score_batch(
             table = pa.Table.from_pandas(scored, preserve_index=False)
             writer = writer or pq.ParquetWriter(tmp, table.schema)
             writer.write_table(table)
-            context = _trim(
-                pd.concat([context, chunk], ignore_index=True), max(windows, default=1), rules
-            )
+            context = _trim(pd.concat([context, chunk], ignore_index=True), reach, rules)
             last_time = chunk[TIMESTAMP].max()
             seen.update(chunk[TRANSACTION_ID].tolist())
             bar.update(len(chunk))
@@ -271,8 +278,9 @@ def score_batch(
     return result
 
 
-def _score_chunk(chunk, context, pipeline, features, windows, rules, watchlist):
-    featured, _ = add_features(chunk, windows, context=context)
+def _score_chunk(chunk, context, pipeline, features, feature_windows, rules, watchlist):
+    windows, terminal = feature_windows
+    featured, _ = add_features(chunk, windows, context=context, **terminal)
     scores = fraud_scores(pipeline, featured, features)
     fired = evaluate_rules(chunk, rules, history=context, watchlist=watchlist) if rules else None
     if fired is None:
@@ -292,7 +300,7 @@ def _score_chunk(chunk, context, pipeline, features, windows, rules, watchlist):
     return scored, fired
 
 
-def _known_transactions(root: Path, window_days: int, rules: list[Rule]) -> pd.DataFrame:
+def _known_transactions(root: Path, window_days: float, rules: list[Rule]) -> pd.DataFrame:
     """The labelled transactions the batch follows, trimmed to what the windows can reach."""
     history = read_canonical(root, paths.HISTORY)
     new_batch = read_canonical(root, paths.NEW_BATCH)
@@ -300,7 +308,7 @@ def _known_transactions(root: Path, window_days: int, rules: list[Rule]) -> pd.D
     return _trim(known, window_days, rules)
 
 
-def _trim(known: pd.DataFrame, window_days: int, rules: list[Rule]) -> pd.DataFrame:
+def _trim(known: pd.DataFrame, window_days: float, rules: list[Rule]) -> pd.DataFrame:
     """Keep only the rows a later transaction's windows can still reach."""
     rule_days = max((_rule_window_days(rule) for rule in rules), default=0)
     reach = pd.Timedelta(days=max(window_days, rule_days) + 1)
