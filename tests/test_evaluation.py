@@ -14,7 +14,10 @@ from fraudops.evaluation import (
     choose_threshold,
     curves,
     evaluate_model,
+    evaluate_scores,
+    known_compromised_cards,
     metrics_at,
+    prequential,
     recall_by_kind,
     thin,
     window_days,
@@ -54,6 +57,113 @@ def test_card_precision_without_cards_counts_each_transaction() -> None:
     # Day one's top two transactions are A at 0.90 (genuine) and B (genuine).
     without_cards = frame.drop(columns="customer_id")
     assert card_precision_at_k(without_cards, scores, 2) == pytest.approx((0 + 1) / 2)
+
+
+def _with_known_frauds() -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    rows = [
+        # time, card, score, label
+        ("2026-01-05 09:00", "A", 0.90, 1),  # A was frauded in training already
+        ("2026-01-05 10:00", "B", 0.80, 0),
+        ("2026-01-05 11:00", "C", 0.70, 1),  # C's fraud is known from 2026-01-06 at a 1-day delay
+        ("2026-01-06 09:00", "C", 0.99, 0),
+        ("2026-01-06 10:00", "D", 0.95, 1),
+    ]
+    test = pd.DataFrame(rows, columns=["timestamp", "customer_id", "score", "label"])
+    test["timestamp"] = pd.to_datetime(test["timestamp"])
+    test["transaction_id"] = range(len(test))
+    train = pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime(["2025-12-20 08:00", "2025-12-21 08:00"]),
+            "customer_id": ["A", "F"],
+            "label": [1, 0],
+            "transaction_id": [100, 101],
+        }
+    )
+    return test, train, test.pop("score")
+
+
+def test_known_compromised_cards_come_from_training_and_delayed_test_labels() -> None:
+    test, train, _ = _with_known_frauds()
+    known = known_compromised_cards(train, test, delay_days=1)
+    assert known.to_dict() == {
+        "A": pd.Timestamp("2025-12-20"),
+        "C": pd.Timestamp("2026-01-06"),
+        "D": pd.Timestamp("2026-01-07"),
+    }
+    assert known_compromised_cards(train.drop(columns="customer_id"), test, 1).empty
+
+
+@pytest.mark.parametrize(
+    ("delay_days", "expected"),
+    [
+        (None, (1 + 0) / 2),  # every card ranked: A on day one, C's genuine 0.99 on day two
+        (2, (0 + 0) / 2),  # A left out; C's fraud not known yet on day two
+        (1, (0 + 1) / 2),  # A left out on day one, C on day two: D comes first
+    ],
+)
+def test_card_precision_leaves_out_known_compromised_cards(delay_days, expected) -> None:
+    test, train, scores = _with_known_frauds()
+    known = None if delay_days is None else known_compromised_cards(train, test, delay_days)
+    assert card_precision_at_k(test, scores, 1, known) == pytest.approx(expected)
+
+
+def test_evaluate_scores_reports_the_protocols_card_precision_with_a_training_frame() -> None:
+    test, train, scores = _with_known_frauds()
+    threshold = {"threshold": 0.9}
+    plain = evaluate_scores(test, scores, 1, threshold)
+    protocol = evaluate_scores(test, scores, 1, threshold, train_frame=train, delay_days=2)
+
+    assert "card_precision_at_1_all_cards" not in plain
+    assert plain["card_precision_at_1"] == pytest.approx(0.5)
+    assert protocol["card_precision_at_1"] == pytest.approx(0.0)
+    assert protocol["card_precision_at_1_all_cards"] == plain["card_precision_at_1"]
+    assert protocol["average_precision"] == plain["average_precision"]
+
+
+def test_prequential_gives_one_row_per_consecutive_week(featured) -> None:
+    frame, feature_set, _ = featured
+    seen = []
+
+    def fit_and_score(train: pd.DataFrame, test: pd.DataFrame) -> pd.Series:
+        seen.append((train["timestamp"].max(), test["timestamp"].min(), test["timestamp"].max()))
+        # A fixed rule instead of a model: bigger amounts than the card's usual are riskier.
+        return test["card_amount_ratio"] + 0.01 * test["amount"]
+
+    result = prequential(
+        frame, fit_and_score, train_days=14, delay_days=3, test_days=7, folds=3, top_k=5
+    )
+    folds, summary = result["folds"], result["summary"]
+
+    assert list(folds["fold"]) == [0, 1, 2]
+    assert (folds["test_start"].diff().dropna() == pd.Timedelta(days=7)).all()
+    assert folds["test_end"].iloc[-1] == frame["timestamp"].max().normalize() + pd.Timedelta(
+        1, "D"
+    )
+    for (train_last, test_first, test_last), start, end in zip(
+        seen, folds["test_start"], folds["test_end"], strict=True
+    ):
+        assert train_last < start - pd.Timedelta(days=3) <= test_first
+        assert start <= test_first and test_last < end
+    assert folds["roc_auc"].between(0.5, 1.0).all()
+    assert summary.loc["average_precision", "mean"] == pytest.approx(
+        folds["average_precision"].mean()
+    )
+    assert summary.loc["roc_auc", "std"] == pytest.approx(folds["roc_auc"].std())
+    assert list(summary.index) == ["roc_auc", "average_precision", "card_precision_at_5"]
+
+
+def test_prequential_refuses_a_fold_without_fraud(featured) -> None:
+    frame = featured[0]
+    # No fraud before the last five days: with two folds, the older one trains on none.
+    recent = frame["timestamp"] >= frame["timestamp"].max() - pd.Timedelta(days=5)
+    frame = frame.assign(label=frame["label"].where(recent, 0))
+
+    def score(train: pd.DataFrame, test: pd.DataFrame) -> pd.Series:
+        return test["amount"]
+
+    prequential(frame, score, train_days=7, delay_days=0, test_days=3, folds=1)
+    with pytest.raises(ValueError, match="fold 0's training window .* needs both classes"):
+        prequential(frame, score, train_days=7, delay_days=0, test_days=3, folds=2)
 
 
 # Eight rows over two days; two rows tie at 0.8. Cuts fall only after 0.9, 0.8 (both), 0.7, ...

@@ -30,11 +30,24 @@ POLICIES = ("alert_budget", "target_precision", "min_cost")
 CURVE_POINTS = 500  # curves are thinned to about this many points for plots and dvc plots
 
 
-def card_precision_at_k(frame: pd.DataFrame, scores: pd.Series, k: int) -> float:
+def card_precision_at_k(
+    frame: pd.DataFrame,
+    scores: pd.Series,
+    k: int,
+    known_compromised: pd.Series | None = None,
+) -> float:
     """Mean over days of the share of frauded cards among the day's ``k`` riskiest cards.
 
     A card's risk on a day is its highest score that day; a card counts as a hit if any of its
     transactions that day was fraud. Without card ids, each transaction counts as a card.
+
+    Args:
+        frame: Labelled transactions.
+        scores: The model's scores of ``frame``'s rows.
+        k: Cards investigators can review per day.
+        known_compromised: The day from which each card (the index) is known to be
+            compromised, as from :func:`known_compromised_cards`. From that day on the card
+            is left out of the ranking: it is blocked already, so reviewing it finds nothing.
     """
     card = frame[CUSTOMER_ID] if CUSTOMER_ID in frame else frame[TRANSACTION_ID]
     daily = pd.DataFrame(
@@ -45,6 +58,8 @@ def card_precision_at_k(frame: pd.DataFrame, scores: pd.Series, k: int) -> float
             "label": frame[LABEL],
         }
     )
+    if known_compromised is not None and len(known_compromised):
+        daily = daily[~(daily["card"].map(known_compromised) <= daily["day"])]
     per_card = daily.groupby(["day", "card"], sort=False).agg(
         score=("score", "max"), label=("label", "max")
     )
@@ -52,6 +67,33 @@ def card_precision_at_k(frame: pd.DataFrame, scores: pd.Series, k: int) -> float
         per_card.sort_values("score", ascending=False, kind="stable").groupby(level="day").head(k)
     )
     return float(top.groupby(level="day")["label"].sum().div(k).mean())
+
+
+def known_compromised_cards(
+    train_frame: pd.DataFrame, test_frame: pd.DataFrame, delay_days: float
+) -> pd.Series:
+    """The day from which each frauded card is known to be compromised, during the test.
+
+    A fraud in the training rows is known already (the model was trained on its label); a fraud
+    in the test rows on day ``D`` becomes known on day ``D + delay_days``, when its label
+    arrives. Without card ids there is nothing to remove and the result is empty.
+
+    Returns:
+        A Series indexed by card: the first day the card is known to be compromised.
+    """
+    if CUSTOMER_ID not in train_frame or CUSTOMER_ID not in test_frame:
+        return pd.Series(dtype="datetime64[ns]", name="known_from")
+    delay = pd.Timedelta(days=delay_days)
+    trained, tested = (f[f[LABEL] == 1] for f in (train_frame, test_frame))
+    known = pd.concat(
+        [
+            pd.Series(trained[TIMESTAMP].dt.floor("D").to_numpy(), index=trained[CUSTOMER_ID]),
+            pd.Series(
+                (tested[TIMESTAMP].dt.floor("D") + delay).to_numpy(), index=tested[CUSTOMER_ID]
+            ),
+        ]
+    )
+    return known.groupby(level=0).min().rename("known_from").rename_axis("card")
 
 
 def choose_threshold(
@@ -118,15 +160,35 @@ def metrics_at(scores: pd.Series, labels: pd.Series, threshold: float, days: flo
     }
 
 
-def evaluate_scores(frame: pd.DataFrame, scores: pd.Series, top_k: int, threshold: dict) -> dict:
-    """The headline metrics of ``scores`` on the labelled rows of ``frame``."""
+def evaluate_scores(
+    frame: pd.DataFrame,
+    scores: pd.Series,
+    top_k: int,
+    threshold: dict,
+    train_frame: pd.DataFrame | None = None,
+    delay_days: float = 7,
+) -> dict:
+    """The headline metrics of ``scores`` on the labelled rows of ``frame``.
+
+    With ``train_frame``, ``card_precision_at_{k}`` follows the field's protocol: cards known to
+    be compromised before a day (from training labels, or from test labels once
+    ``delay_days`` have passed) are left out of that day's ranking, and
+    ``card_precision_at_{k}_all_cards`` keeps them in. Without it, every card is ranked.
+    """
     labels = frame[LABEL]
     days = window_days(frame)
     at_threshold = metrics_at(scores, labels, threshold["threshold"], days)
+    card_precision = {f"card_precision_at_{top_k}": card_precision_at_k(frame, scores, top_k)}
+    if train_frame is not None:
+        known = known_compromised_cards(train_frame, frame, delay_days)
+        card_precision = {
+            f"card_precision_at_{top_k}": card_precision_at_k(frame, scores, top_k, known),
+            f"card_precision_at_{top_k}_all_cards": card_precision[f"card_precision_at_{top_k}"],
+        }
     return {
         "roc_auc": float(roc_auc_score(labels, scores)),
         "average_precision": float(average_precision_score(labels, scores)),
-        f"card_precision_at_{top_k}": card_precision_at_k(frame, scores, top_k),
+        **card_precision,
         "threshold": threshold["threshold"],
         "precision_at_threshold": at_threshold["precision"],
         "recall_at_threshold": at_threshold["recall"],
@@ -134,6 +196,77 @@ def evaluate_scores(frame: pd.DataFrame, scores: pd.Series, top_k: int, threshol
         "test_rows": len(frame),
         "test_frauds": int(labels.sum()),
     }
+
+
+def prequential(
+    frame: pd.DataFrame,
+    fit_and_score,
+    train_days: float,
+    delay_days: float,
+    test_days: float,
+    folds: int,
+    top_k: int = 30,
+) -> dict[str, pd.DataFrame]:
+    """Prequential evaluation: the out-of-time split repeated over consecutive test windows.
+
+    Fold ``i`` (0 the oldest) tests on ``test_days`` whole days, the last fold ending with the
+    last day of ``frame``; each fold trains on the ``train_days`` before its test window minus
+    a gap of ``delay_days``. Card precision@k removes the known compromised cards.
+
+    Args:
+        frame: Featured, labelled transactions.
+        fit_and_score: ``fit_and_score(train, test)`` fits a model on ``train`` and returns
+            its scores of ``test``'s rows (aligned to ``test``'s index).
+        train_days: Days of each training window.
+        delay_days: The label delay: the gap between training and test windows.
+        test_days: Days of each test window, and the step between folds.
+        folds: How many test windows.
+        top_k: Cards reviewed per day, for card precision@k.
+
+    Returns:
+        ``folds``: one row of windows and metrics per fold; ``summary``: mean and standard
+        deviation of each metric over the folds.
+    """
+    stamps = frame[TIMESTAMP]
+    end = stamps.max().normalize() + pd.Timedelta(days=1)
+    rows = []
+    for fold in range(folds):
+        test_end = end - pd.Timedelta(days=test_days * (folds - 1 - fold))
+        test_start = test_end - pd.Timedelta(days=test_days)
+        train_end = test_start - pd.Timedelta(days=delay_days)
+        train_start = train_end - pd.Timedelta(days=train_days)
+        train = frame[(stamps >= train_start) & (stamps < train_end)]
+        test = frame[(stamps >= test_start) & (stamps < test_end)]
+        _require_both_classes(train, f"fold {fold}'s training window from {train_start}")
+        _require_both_classes(test, f"fold {fold}'s test window from {test_start}")
+
+        scores = pd.Series(fit_and_score(train, test), index=test.index)
+        known = known_compromised_cards(train, test, delay_days)
+        rows.append(
+            {
+                "fold": fold,
+                "train_start": train_start,
+                "test_start": test_start,
+                "test_end": test_end,
+                "test_frauds": int(test[LABEL].sum()),
+                "roc_auc": float(roc_auc_score(test[LABEL], scores)),
+                "average_precision": float(average_precision_score(test[LABEL], scores)),
+                f"card_precision_at_{top_k}": card_precision_at_k(test, scores, top_k, known),
+            }
+        )
+    table = pd.DataFrame(rows)
+    metrics = ["roc_auc", "average_precision", f"card_precision_at_{top_k}"]
+    summary = table[metrics].agg(["mean", "std"]).T
+    logger.info("prequential evaluation over %d folds:\n%s", folds, summary.round(4))
+    return {"folds": table, "summary": summary}
+
+
+def _require_both_classes(part: pd.DataFrame, name: str) -> None:
+    if part[LABEL].nunique() < 2:
+        raise ValueError(
+            f"{name} holds {len(part):,} transactions and {int(part[LABEL].sum())} frauds: "
+            f"it needs both classes; use fewer folds or longer windows"
+        )
 
 
 def window_days(frame: pd.DataFrame) -> float:
