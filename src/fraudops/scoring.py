@@ -41,8 +41,8 @@ from fraudops.data import (
 )
 from fraudops.features import FeatureSet, add_features, parse_windows
 from fraudops.io import atomic_path
-from fraudops.model import fraud_scores
-from fraudops.registry import Registry, file_md5
+from fraudops.model import fraud_scores, load_model
+from fraudops.registry import PRODUCTION_CARD, PRODUCTION_MODEL, file_md5
 from fraudops.rules import Rule, evaluate_rules, reasons_by_transaction
 
 logger = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ class ScoreResult:
     input_md5: str
     model_version: str
     threshold: float
+    model_sha256: str = ""
     rows: int = 0
     fraud_alerts: int = 0
     rules_fired: dict = field(default_factory=dict)
@@ -209,11 +210,14 @@ def score_batch(
     root = Path(root)
     input_path = Path(input_path or root / paths.SCORE_BATCH)
     output_path = Path(output_path or root / SCORES)
-    registry = Registry(root)
-    version = registry.production()
-    if version is None:
-        raise FileNotFoundError("no model is in production yet: run `dvc repro retrain` first")
-    pipeline, card = registry.load(version)
+    model_path, card_path = root / PRODUCTION_MODEL, root / PRODUCTION_CARD
+    if not (model_path.is_file() and card_path.is_file()):
+        raise FileNotFoundError(
+            f"no production model at {model_path}: run `dvc repro retrain` first"
+        )
+    # The published copy is the DVC output this stage depends on, so it is the one scored with.
+    pipeline, card = load_model(model_path, card_path)
+    version = card["version"]
     features = FeatureSet(
         tuple(card["features"]["numeric"]), tuple(card["features"]["categorical"])
     )
@@ -226,6 +230,7 @@ def score_batch(
         file_md5(input_path),
         version,
         threshold,
+        card["sha256"],
     )
 
     context = _known_transactions(root, max(windows, default=1), rules)
@@ -420,7 +425,6 @@ def score_and_alert(
     if input_path is None and labels_path.exists():
         scores = pd.read_parquet(result.output_path, columns=[TRANSACTION_ID, "score"])
         quality = alert_precision_recall(scores, pd.read_parquet(labels_path), result.threshold)
-    card = Registry(root).card(result.model_version)
     run = {
         "run_id": result.run_id,
         "scored_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -429,7 +433,7 @@ def score_and_alert(
         else result.input_path,
         "input_md5": result.input_md5,
         "model_version": result.model_version,
-        "model_sha256": card["sha256"],
+        "model_sha256": result.model_sha256,
         "threshold": result.threshold,
         "rows": result.rows,
         "fraud_alerts": result.fraud_alerts,
