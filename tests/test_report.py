@@ -150,7 +150,13 @@ def test_report_says_when_nothing_fired_no_channel_and_no_failure():
 
 
 def test_report_shows_alert_quality_only_when_labels_were_known():
-    quality = {"labelled_rows": 40, "frauds": 4, "fraud_alerts": 5, "precision": 0.6, "recall": 0.75}
+    quality = {
+        "labelled_rows": 40,
+        "frauds": 4,
+        "fraud_alerts": 5,
+        "precision": 0.6,
+        "recall": 0.75,
+    }
     assert "Alert quality" not in to_markdown(make_run())
 
     text = to_markdown(make_run(quality=quality))
@@ -169,7 +175,8 @@ def test_html_escapes_markup_from_the_data():
     assert "<script" not in page and "<img" not in page and "<b>" not in page
     assert html.escape(HOSTILE_KEY, quote=False) in page
     assert "&lt;img src=x onerror=alert(2)&gt;" in page
-    assert page.count("<table") == len([s for s in report_sections(run) if isinstance(s[1], pd.DataFrame)])
+    tables = [body for _, body in report_sections(run) if isinstance(body, pd.DataFrame)]
+    assert page.count("<table") == len(tables)
 
 
 def test_markdown_escapes_pipes_newlines_and_markup_from_the_data():
@@ -186,7 +193,8 @@ def test_markdown_escapes_pipes_newlines_and_markup_from_the_data():
 def test_write_report_writes_both_files(tmp_path):
     markdown, page = write_report(tmp_path, make_run())
 
-    assert (markdown, page) == (tmp_path / REPORT_DIR / "report.md", tmp_path / REPORT_DIR / "report.html")
+    folder = tmp_path / REPORT_DIR
+    assert (markdown, page) == (folder / "report.md", folder / "report.html")
     assert markdown.read_text() == to_markdown(make_run())
     assert page.read_text().startswith("<!DOCTYPE html>") and page.read_text().endswith("</html>")
     assert sorted(p.name for p in markdown.parent.iterdir()) == ["report.html", "report.md"]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from aiosmtpd.controller import Controller
 
 from fraudops import paths
 from fraudops.alerts import Outbox
@@ -96,7 +98,7 @@ def test_a_failing_chunk_leaves_no_output_and_no_temp_file(scoring_project):
     out_dir = scoring_project / "scored"
 
     with pytest.raises(DataValidationError) as caught:
-        score(scoring_project, input_path=source, output_path=out_dir / "s.parquet", chunk_rows=500)
+        score(scoring_project, input_path=source, output_path=out_dir / "s.pq", chunk_rows=500)
     message = str(caught.value)
     assert str(source) in message
     assert "column 'amount'" in message and "'amount is not negative'" in message
@@ -239,8 +241,9 @@ def test_alert_keys_of_a_real_batch_name_only_rule_and_transaction(scoring_proje
 
 
 def test_alert_precision_recall_on_a_hand_made_example():
-    scores = pd.DataFrame({"transaction_id": [1, 2, 3, 4, 5, 6], "score": [0.9, 0.8, 0.7, 0.3, 0.2, 0.6]})
-    labels = pd.DataFrame({"transaction_id": [1, 2, 3, 4, 5, 7], "label": [1, 0, 1, 1, 0, 1]})
+    ids = [1, 2, 3, 4, 5, 6]
+    scores = pd.DataFrame({"transaction_id": ids, "score": [0.9, 0.8, 0.7, 0.3, 0.2, 0.6]})
+    labels = pd.DataFrame({"transaction_id": [*ids[:5], 7], "label": [1, 0, 1, 1, 0, 1]})
 
     # Labelled and scored: 1-5. Alerted at 0.7: 1, 2, 3; frauds 1, 3, 4; caught 1 and 3.
     quality = alert_precision_recall(scores, labels, threshold=0.7)
@@ -260,16 +263,16 @@ def test_alert_precision_recall_on_a_hand_made_example():
 # ---------------------------------------------------------------------------------------------
 
 
-def run_scoring(root) -> dict:
+def run_scoring(root, **changes) -> dict:
     settings = params(root)
-    return score_and_alert(
-        root,
+    arguments = dict(
         rules_params=settings["rules"],
         watchlist_path=settings["score"]["watchlist"],
         outbox=settings["alerts"]["outbox"],
         audit_path=settings["audit_log"],
         progress=False,
     )
+    return score_and_alert(root, **{**arguments, **changes})
 
 
 def events(root) -> pd.Series:
@@ -297,7 +300,13 @@ def test_score_and_alert_records_alerts_audit_and_report_once(scoring_project):
     assert scored["details"]["model_version"] == Registry(root).production() == "v0002"
     assert verify(root / params(root)["audit_log"]).ok and run["audit_ok"]
     assert run["audit_head"] == entries[-1]["hash"]
-    assert set(run["quality"]) == {"labelled_rows", "frauds", "fraud_alerts", "precision", "recall"}
+    assert set(run["quality"]) == {
+        "labelled_rows",
+        "frauds",
+        "fraud_alerts",
+        "precision",
+        "recall",
+    }
 
     report = root / "reports" / "compliance"
     markdown, page = (report / "report.md").read_text(), (report / "report.html").read_text()
@@ -320,3 +329,58 @@ def test_score_and_alert_scores_the_data_stage_batch_to_its_default_output(scori
     assert len(scored) == run["rows"]
     assert np.all((scored["score"] >= 0) & (scored["score"] <= 1))
     assert run["input_path"] == str(paths.SCORE_BATCH)
+
+
+class Accepting:
+    """aiosmtpd handler that accepts every message and counts them."""
+
+    def __init__(self):
+        self.messages = 0
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages += 1
+        return "250 2.0.0 Message accepted"
+
+
+@pytest.fixture
+def smtp_port(monkeypatch):
+    """A real SMTP server on 127.0.0.1 and the FRAUDOPS_* settings that reach it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    handler = Accepting()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    for name, value in {
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(port),
+        "SMTP_SECURITY": "none",
+        "ALERT_FROM": "fraudops@bank.example",
+        "ALERT_TO": "analysts@bank.example",
+    }.items():
+        monkeypatch.setenv(f"FRAUDOPS_{name}", value)
+    yield handler
+    controller.stop()
+
+
+def test_each_sent_alert_is_audited_once_however_fast_the_runs(scoring_project, smtp_port):
+    # Outbox times have whole seconds: runs within one second must still audit each send once.
+    batch(scoring_project, 300).to_parquet(scoring_project / "batch.parquet")
+    arguments = dict(
+        input_path=scoring_project / "batch.parquet",
+        output_path=scoring_project / "scored.parquet",
+    )
+
+    run = run_scoring(scoring_project, **arguments)
+    keys = {a.key for a in run["result"].alerts}
+    assert run["delivery"]["sent"] == {"email": len(keys)} and run["undelivered"] == {}
+    assert smtp_port.messages == run["delivery_report"].messages > 0
+    entries = AuditLog(scoring_project / params(scoring_project)["audit_log"]).entries()
+    sent = [e["details"]["key"] for e in entries if e["event"] == "alert_sent"]
+    assert sorted(sent) == sorted(keys)
+
+    again = run_scoring(scoring_project, **arguments)
+    assert again["delivery_report"].messages == 0 and again["undelivered"] == {}
+    entries = AuditLog(scoring_project / params(scoring_project)["audit_log"]).entries()
+    resent = [e["details"]["key"] for e in entries if e["event"] == "alert_sent"]
+    assert sorted(resent) == sorted(sent)

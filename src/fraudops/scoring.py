@@ -404,20 +404,25 @@ def score_and_alert(
     audit.append_many(_scoring_events(result, [a for a in result.alerts if a.key not in known]))
 
     settings = AlertSettings.from_env(dotenv_path=root / ".env")
-    started = pd.Timestamp.now(tz="UTC")
-    delivery = raise_alerts(
-        result.alerts, root / outbox, settings, digest_cap, immediate_severity, result.run_id
-    )
     channels = [
         name
         for name, on in (("email", settings.email_enabled), ("webhook", settings.webhook_enabled))
         if on
     ]
+    # Outbox times have whole seconds only: this run's attempts are told apart by their count.
+    tried = {
+        (r["key"], r["channel"]): r["attempts"] for r in Outbox(root / outbox).status(channels)
+    }
+    delivery = raise_alerts(
+        result.alerts, root / outbox, settings, digest_cap, immediate_severity, result.run_id
+    )
     status = Outbox(root / outbox).status(channels)
     delivered_now = [
-        row for row in status if row["last_at"] and pd.Timestamp(row["last_at"]) >= started
+        row for row in status if row["attempts"] > tried.get((row["key"], row["channel"]), 0)
     ]
     audit.append_many(_delivery_events(delivered_now, settings, result.run_id))
+    # A channel that still fails after its retries leaves alerts pending: the run must say so.
+    gave_up = sorted({row["channel"] for row in delivered_now if row["state"] == "pending"})
     verdict = verify(root / audit_path)
 
     labels_path = root / paths.SCORE_LABELS
@@ -448,6 +453,7 @@ def score_and_alert(
         else {},
         "failures": pd.DataFrame([row for row in status if row["state"] == "failed"]),
         "pending": sum(1 for row in status if row["state"] == "pending"),
+        "undelivered": {channel: delivery.pending[channel] for channel in gave_up},
         "audit_head": audit.head(),
         "audit_verdict": verdict.reason,
         "audit_ok": verdict.ok,

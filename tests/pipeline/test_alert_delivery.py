@@ -6,6 +6,7 @@ channels set in that process's environment: aiosmtpd for e-mail, http.server for
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import json
@@ -32,6 +33,7 @@ OUTBOX = "reports/alerts/outbox.jsonl"
 AUDIT = "reports/audit/audit.jsonl"
 BATCH_ROWS = 500
 KEY_LINE = re.compile(r"^\s*key: (\S+)$", re.MULTILINE)
+TRANSACTION_LINE = re.compile(r"^\s*transaction_id: (\d+)$", re.MULTILINE)
 PROXIES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 
@@ -53,7 +55,9 @@ class Inbox:
         if self.accept is not None and len(self.messages) >= self.accept:
             self.refused.set()
             return "421 4.3.2 Service shutting down"
-        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        self.messages.append(
+            email.message_from_bytes(envelope.content, policy=email.policy.default)
+        )
         return "250 2.0.0 Message accepted"
 
 
@@ -70,7 +74,8 @@ def smtp_server():
 
     yield start
     for controller in started:
-        if controller._thread is not None:
+        # aiosmtpd asserts it is running: a test may have stopped its server already.
+        with contextlib.suppress(AssertionError):
             controller.stop()
 
 
@@ -145,8 +150,12 @@ def email_states(project) -> Counter:
     return Counter(r["state"] for r in Outbox(project / OUTBOX).status(["email"]))
 
 
+def text_of(message) -> str:
+    return message.get_content().replace("\r\n", "\n")
+
+
 def keys_in(message) -> list[str]:
-    return KEY_LINE.findall(message.get_content())
+    return KEY_LINE.findall(text_of(message))
 
 
 def assert_each_alert_in_exactly_one_message(messages, alerts: dict) -> None:
@@ -155,8 +164,10 @@ def assert_each_alert_in_exactly_one_message(messages, alerts: dict) -> None:
     carried = Counter(key for message in messages for key in keys_in(message))
     assert set(carried) == set(alerts)
     assert max(carried.values()) == 1
-    listed = {int(t) for m in messages for t in re.findall(r"transaction_id: (\d+)", m.get_content())}
-    assert listed == {alert.details["transaction_id"] for alert in alerts.values()}
+    # Each message lists the transactions of its own alerts, and no other.
+    for message in messages:
+        listed = sorted(int(t) for t in TRANSACTION_LINE.findall(text_of(message)))
+        assert listed == sorted(alerts[k].details["transaction_id"] for k in keys_in(message))
 
 
 def sent_in_audit(project) -> Counter:
@@ -185,13 +196,17 @@ def test_score_emails_immediate_alerts_and_a_digest_and_posts_the_webhook(
 
     subjects = [m["Subject"] for m in inbox.messages]
     assert len(subjects) == len(high) + 1
-    assert sum(s.startswith("[fraudops] HIGH ") for s in subjects) == len(high), subjects
+    # (the e-mail library may fold a long subject onto its own line, leaving a leading space)
+    subjects = [s.strip() for s in subjects]
+    assert sum(s.startswith("[fraudops] HIGH ") for s in subjects) == len(high)
     assert subjects.count(f"[fraudops] Alert digest: {len(routine)} alerts") == 1
-    assert all(m["From"] == SENDER and m["To"] == ANALYSTS.replace(",", ", ") for m in inbox.messages)
+    assert all(
+        m["From"] == SENDER and m["To"] == ANALYSTS.replace(",", ", ") for m in inbox.messages
+    )
     assert_each_alert_in_exactly_one_message(inbox.messages, alerts)
 
     for message in inbox.messages:
-        body = message.get_content()
+        body = text_of(message)
         for key in keys_in(message):
             customer = alerts[key].details["customer_id"]
             assert f"customer_id: {customer}\n" not in body
@@ -199,7 +214,9 @@ def test_score_emails_immediate_alerts_and_a_digest_and_posts_the_webhook(
 
     # The webhook got the same messages as JSON; the digest lists the routine alerts, masked.
     assert len(received) == len(inbox.messages)
-    digest_headers, digest = next((h, b) for h, b in received if b["message_id"].startswith("digest."))
+    digest_headers, digest = next(
+        (h, b) for h, b in received if b["message_id"].startswith("digest.")
+    )
     assert {a["key"] for a in digest["alerts"]} == {a.key for a in routine}
     assert digest["left_out"] == 0 and digest["run_id"]
     assert digest_headers["Idempotency-Key"] == digest["message_id"]
@@ -240,7 +257,7 @@ def test_server_stopping_mid_run_leaves_the_rest_pending_for_the_rerun(project, 
     assert first.refused.is_set() and not stopper.is_alive()
 
     assert cut.returncode == cli.EXIT_DELIVERY, cut.stderr
-    assert "stay pending" in cut.stderr
+    assert "fraudops: email delivery still failed after its retries" in cut.stderr
     alerts = outbox_alerts(project)
     assert len(first.messages) == accept < len(alerts)
     delivered = {key for message in first.messages for key in keys_in(message)}
