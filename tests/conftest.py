@@ -136,3 +136,27 @@ def trained_project(trained_template: Path, tmp_path: Path) -> Path:
 def retrained_project(retrained_template: Path, tmp_path: Path) -> Path:
     """A fresh copy of the project after its first retrain."""
     return shutil.copytree(retrained_template, tmp_path / "project")
+
+
+# The workspace, whose params.yaml, dvc.yaml and watchlist the scoring projects copy.
+WORKSPACE = Path(__file__).resolve().parents[1]
+# The scoring projects' challenger: a few seeded boosting rounds, so it is quick and promoted.
+SCORING_CHALLENGER = {"model_type": "hist_gradient_boosting", "hyperparameters": {"max_iter": 30}}
+
+
+@pytest.fixture(scope="session")
+def scoring_template(trained_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project ready for `fraudops score`: the workspace's settings and watchlist, an HGB
+    production model with its threshold (v0002, v0001 the first model); copy it."""
+    root = shutil.copytree(trained_template, tmp_path_factory.mktemp("scoring") / "project")
+    for name in ("params.yaml", "dvc.yaml", "data/reference/watchlist.csv"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(WORKSPACE / name, root / name)
+    retrain(root, **{**RETRAIN, **SCORING_CHALLENGER})
+    return root
+
+
+@pytest.fixture()
+def scoring_project(scoring_template: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the scoring project."""
+    return shutil.copytree(scoring_template, tmp_path / "scoring_project")

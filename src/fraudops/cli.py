@@ -88,6 +88,13 @@ def _score(arguments: argparse.Namespace) -> int:
         return EXIT_AUDIT
     if len(run["failures"]):
         print(f"fraudops: {len(run['failures'])} alert deliveries failed", file=sys.stderr)
+    for channel, pending in run["undelivered"].items():
+        print(
+            f"fraudops: {channel} delivery still failed after its retries; {pending} alerts "
+            "stay pending for the next run",
+            file=sys.stderr,
+        )
+    if len(run["failures"]) or run["undelivered"]:
         return EXIT_DELIVERY
     return EXIT_OK
 

@@ -112,4 +112,7 @@ def _markdown_table(table: pd.DataFrame) -> str:
 
 def _cell(value) -> str:
     text = f"{value:.4f}" if isinstance(value, float) else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
+    # Markdown renders raw HTML: a "<" from the data is escaped so it stays text, like a "|".
+    for char in "|<>":
+        text = text.replace(char, "\\" + char)
+    return text.replace("\n", " ")

@@ -47,8 +47,8 @@ from fraudops.features import (
     terminal_settings,
 )
 from fraudops.io import atomic_path
-from fraudops.model import fraud_scores
-from fraudops.registry import Registry, file_md5
+from fraudops.model import fraud_scores, load_model
+from fraudops.registry import PRODUCTION_CARD, PRODUCTION_MODEL, file_md5
 from fraudops.rules import Rule, evaluate_rules, reasons_by_transaction
 
 logger = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ class ScoreResult:
     input_md5: str
     model_version: str
     threshold: float
+    model_sha256: str = ""
     rows: int = 0
     fraud_alerts: int = 0
     rules_fired: dict = field(default_factory=dict)
@@ -215,11 +216,14 @@ def score_batch(
     root = Path(root)
     input_path = Path(input_path or root / paths.SCORE_BATCH)
     output_path = Path(output_path or root / SCORES)
-    registry = Registry(root)
-    version = registry.production()
-    if version is None:
-        raise FileNotFoundError("no model is in production yet: run `dvc repro retrain` first")
-    pipeline, card = registry.load(version)
+    model_path, card_path = root / PRODUCTION_MODEL, root / PRODUCTION_CARD
+    if not (model_path.is_file() and card_path.is_file()):
+        raise FileNotFoundError(
+            f"no production model at {model_path}: run `dvc repro retrain` first"
+        )
+    # The published copy is the DVC output this stage depends on, so it is the one scored with.
+    pipeline, card = load_model(model_path, card_path)
+    version = card["version"]
     features = FeatureSet(
         tuple(card["features"]["numeric"]), tuple(card["features"]["categorical"])
     )
@@ -235,6 +239,7 @@ def score_batch(
         file_md5(input_path),
         version,
         threshold,
+        card["sha256"],
     )
 
     context = _known_transactions(root, reach, rules)
@@ -407,20 +412,25 @@ def score_and_alert(
     audit.append_many(_scoring_events(result, [a for a in result.alerts if a.key not in known]))
 
     settings = AlertSettings.from_env(dotenv_path=root / ".env")
-    started = pd.Timestamp.now(tz="UTC")
-    delivery = raise_alerts(
-        result.alerts, root / outbox, settings, digest_cap, immediate_severity, result.run_id
-    )
     channels = [
         name
         for name, on in (("email", settings.email_enabled), ("webhook", settings.webhook_enabled))
         if on
     ]
+    # Outbox times have whole seconds only: this run's attempts are told apart by their count.
+    tried = {
+        (r["key"], r["channel"]): r["attempts"] for r in Outbox(root / outbox).status(channels)
+    }
+    delivery = raise_alerts(
+        result.alerts, root / outbox, settings, digest_cap, immediate_severity, result.run_id
+    )
     status = Outbox(root / outbox).status(channels)
     delivered_now = [
-        row for row in status if row["last_at"] and pd.Timestamp(row["last_at"]) >= started
+        row for row in status if row["attempts"] > tried.get((row["key"], row["channel"]), 0)
     ]
     audit.append_many(_delivery_events(delivered_now, settings, result.run_id))
+    # A channel that still fails after its retries leaves alerts pending: the run must say so.
+    gave_up = sorted({row["channel"] for row in delivered_now if row["state"] == "pending"})
     verdict = verify(root / audit_path)
 
     labels_path = root / paths.SCORE_LABELS
@@ -428,7 +438,6 @@ def score_and_alert(
     if input_path is None and labels_path.exists():
         scores = pd.read_parquet(result.output_path, columns=[TRANSACTION_ID, "score"])
         quality = alert_precision_recall(scores, pd.read_parquet(labels_path), result.threshold)
-    card = Registry(root).card(result.model_version)
     run = {
         "run_id": result.run_id,
         "scored_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -437,7 +446,7 @@ def score_and_alert(
         else result.input_path,
         "input_md5": result.input_md5,
         "model_version": result.model_version,
-        "model_sha256": card["sha256"],
+        "model_sha256": result.model_sha256,
         "threshold": result.threshold,
         "rows": result.rows,
         "fraud_alerts": result.fraud_alerts,
@@ -452,6 +461,7 @@ def score_and_alert(
         else {},
         "failures": pd.DataFrame([row for row in status if row["state"] == "failed"]),
         "pending": sum(1 for row in status if row["state"] == "pending"),
+        "undelivered": {channel: delivery.pending[channel] for channel in gave_up},
         "audit_head": audit.head(),
         "audit_verdict": verdict.reason,
         "audit_ok": verdict.ok,
