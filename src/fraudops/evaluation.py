@@ -20,7 +20,7 @@ from sklearn.metrics import (
 
 from fraudops import paths
 from fraudops.data import CUSTOMER_ID, FRAUD_KIND, LABEL, TIMESTAMP, TRANSACTION_ID
-from fraudops.features import FeatureSet, read_feature_set
+from fraudops.features import FeatureSet, read_feature_set, read_feature_settings
 from fraudops.io import atomic_path, write_csv_atomic, write_json_atomic
 from fraudops.model import fraud_scores, load_model
 
@@ -407,7 +407,9 @@ def evaluate_model(
         matrix, the curves, recall by fraud kind and the feature importances.
     """
     root = Path(root)
-    paths.require_inputs(root, paths.TEST, paths.FEATURES, paths.MODEL, paths.MODEL_CARD)
+    paths.require_inputs(
+        root, paths.TRAIN, paths.TEST, paths.FEATURES, paths.MODEL, paths.MODEL_CARD
+    )
     test = pd.read_parquet(root / paths.TEST)
     features = read_feature_set(root)
     pipeline, card = load_model(root / paths.MODEL, root / paths.MODEL_CARD)
@@ -424,7 +426,14 @@ def evaluate_model(
         cost_false_negative,
     )
     threshold["model_sha256"] = card["sha256"]
-    metrics = evaluate_scores(test, scores, top_k, threshold)
+    # The field's protocol: cards known to be compromised before a test day are not ranked.
+    train = (
+        pd.read_parquet(root / paths.TRAIN, columns=[CUSTOMER_ID, TIMESTAMP, LABEL])
+        if (CUSTOMER_ID in test)
+        else None
+    )
+    delay = read_feature_settings(root).get("label_delay_days", 7)
+    metrics = evaluate_scores(test, scores, top_k, threshold, train, delay)
     predicted = (scores >= threshold["threshold"]).astype(int)
     result = {
         "metrics": metrics,
