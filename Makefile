@@ -44,8 +44,10 @@ notebooks: install  ## rerun the pipeline from scratch and store the checked out
 	fraudops refresh-notebooks --from $(SCRATCH)/reports
 	rm -rf $(SCRATCH)
 
-benchmark: install  ## speed and memory measurements (not part of the tests)
+benchmark: install  ## speed, memory and model-choice measurements (not part of the tests)
 	python benchmarks/run.py
+	python benchmarks/model_choice.py
+	python benchmarks/scoring.py
 
 clean:
 	rm -rf $(VENV)

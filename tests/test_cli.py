@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from fraudops import cli, paths
+from fraudops.alerts import Outbox
 from fraudops.audit import verify
 from fraudops.registry import PRODUCTION_CARD, PRODUCTION_MODEL, Registry
 
@@ -119,6 +120,12 @@ def test_score_a_bad_file_exits_1_naming_file_column_and_rule(scoring_project):
     assert not (scoring_project / "scored.parquet").exists()
     assert list(scoring_project.glob(".scored.parquet.*")) == []
     assert verify(scoring_project / AUDIT).entries == entries_before
+    failures = [
+        alert
+        for alert in Outbox(scoring_project / "reports/alerts/outbox.jsonl").alerts()
+        if alert.kind == "pipeline_failure"
+    ]
+    assert len(failures) == 1 and "amount is not negative" in failures[0].details["error"]
 
 
 def test_score_refuses_a_tampered_production_model_with_exit_3(scoring_project):

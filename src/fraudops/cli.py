@@ -58,9 +58,39 @@ EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_MODEL, EXIT_DELIVERY, EXIT_AUDIT = 0, 
 
 
 def _score(arguments: argparse.Namespace) -> int:
+    root = paths.project_root()
+    try:
+        return _score_batch(arguments, root)
+    except Exception as error:  # the nightly job's failure must reach people, then exit non-zero
+        _alert_failure(root, "score", arguments.input, error)
+        raise
+
+
+def _alert_failure(root: Path, job: str, subject: Path, error: Exception) -> None:
+    """Raise a pipeline-failure alert through the shared helper; never mask the original error."""
+    import hashlib
+
+    from fraudops.alerts import Alert, AlertSettings, raise_alerts
+
+    message = f"{type(error).__name__}: {error}"
+    digest = hashlib.sha256(f"{job}:{subject.name}:{message}".encode()).hexdigest()[:16]
+    alert = Alert.new(
+        "pipeline_failure",
+        key=f"pipeline_failure:{job}:{digest}",
+        title=f"fraudops {job} failed on {subject.name}",
+        severity="high",
+        details={"job": job, "input": str(subject), "error": message[:2000]},
+    )
+    try:
+        outbox = root / paths.load_params(root)["alerts"]["outbox"]
+        raise_alerts([alert], outbox, AlertSettings.from_env(dotenv_path=root / ".env"))
+    except Exception as alert_error:  # pragma: no cover, reported but never hides the failure
+        logging.getLogger(__name__).error("could not raise the failure alert: %s", alert_error)
+
+
+def _score_batch(arguments: argparse.Namespace, root: Path) -> int:
     from fraudops.scoring import score_and_alert
 
-    root = paths.project_root()
     params = paths.load_params(root)
     run = score_and_alert(
         root,
