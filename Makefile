@@ -15,7 +15,7 @@ run: install  ## set up and run the whole pipeline on the built-in data
 	@echo "Done. Metrics: reports/metrics.json (dvc metrics show)"
 	@echo "      Executed notebooks: reports/*.ipynb   Figures: reports/figures/"
 	@echo "      Model: models/model.skops with its card models/model.json"
-	@dvc metrics show
+	@dvc metrics show reports/metrics.json
 
 test: install  ## all tests: unit, notebooks (nbval) and an end-to-end dvc repro
 	pytest
