@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -59,3 +60,12 @@ def write_json_atomic(payload: object, path: str | Path) -> Path:
 def write_text_atomic(text: str, path: str | Path) -> Path:
     """Write ``text`` to ``path`` through a temporary file and a rename."""
     return _write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes, read in blocks (``sha256`` for models, ``md5`` as DVC)."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -8,7 +8,6 @@ them; a file whose hash does not match is refused.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -27,7 +26,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 from fraudops import paths
 from fraudops.data import LABEL, TIMESTAMP
 from fraudops.features import FeatureSet, read_feature_set, read_feature_settings
-from fraudops.io import atomic_path, write_json_atomic
+from fraudops.io import atomic_path, file_digest, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -138,11 +137,7 @@ def fraud_scores(pipeline: Pipeline, frame: pd.DataFrame, features: FeatureSet) 
 
 def sha256(path: str | Path) -> str:
     """The SHA-256 of a file, as hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def save_model(

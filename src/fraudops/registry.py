@@ -11,7 +11,6 @@ version production and pins it, so a later retrain keeps it until ``fraudops reg
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -19,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from fraudops import paths
-from fraudops.io import atomic_path, write_json_atomic, write_text_atomic
+from fraudops.io import atomic_path, file_digest, write_json_atomic, write_text_atomic
 from fraudops.model import load_model, sha256
 
 logger = logging.getLogger(__name__)
@@ -37,11 +36,7 @@ class RegistryError(RuntimeError):
 
 def file_md5(path: str | Path) -> str:
     """The MD5 of a file, as DVC records it for a data file."""
-    digest = hashlib.md5()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "md5")
 
 
 def data_version(root: Path, inputs: list[Path]) -> dict[str, str]:
