@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow.parquet as pq
 
 from fraudops import paths
 from fraudops.io import write_parquet_atomic
@@ -405,7 +406,8 @@ def read_canonical(root: str | Path, path: Path) -> pd.DataFrame:
     categorical, numeric ones pass through as numeric features.
     """
     file = Path(root) / path
-    categoricals, numeric = extra_columns(pd.read_parquet(file).iloc[:0])
+    # The schema alone says which columns the file holds; the rows are read once, below.
+    categoricals, numeric = extra_columns(pq.read_schema(file).empty_table().to_pandas())
     spec = SourceSpec(
         file,
         categoricals=categoricals,

@@ -74,7 +74,6 @@ class ScoreResult:
     fraud_alerts: int = 0
     rules_fired: dict = field(default_factory=dict)
     alerts: list = field(default_factory=list)
-    top: pd.DataFrame | None = None
 
 
 def new_run_id() -> str:
@@ -243,7 +242,7 @@ def score_batch(
     )
 
     context = _known_transactions(root, reach, rules)
-    last_time, seen, alerts, top = None, set(), [], []
+    last_time, seen, alerts = None, set(), []
     total = _row_count(input_path)
     with (
         atomic_path(output_path) as tmp,
@@ -261,7 +260,6 @@ def score_batch(
                 result.rules_fired[rule_id] = result.rules_fired.get(rule_id, 0) + int(count)
             result.rows += len(chunk)
             result.fraud_alerts += int((scored["score"] >= threshold).sum())
-            top.append(scored.nlargest(20, "score"))
             table = pa.Table.from_pandas(scored, preserve_index=False)
             writer = writer or pq.ParquetWriter(tmp, table.schema)
             writer.write_table(table)
@@ -271,7 +269,6 @@ def score_batch(
             bar.update(len(chunk))
         writer.close()
     result.alerts = alerts
-    result.top = pd.concat(top).nlargest(20, "score").reset_index(drop=True)
     logger.info(
         "scored %s transactions from %s with %s: %s fraud alerts, compliance rules fired %s",
         f"{result.rows:,}",
@@ -333,15 +330,6 @@ def _row_count(path: Path) -> int | None:
     if path.suffix.lower() in (".parquet", ".pq"):
         return pq.ParquetFile(path).metadata.num_rows
     return None
-
-
-def alert_quality(scores_path: Path, labels_path: Path) -> dict | None:
-    """Precision and recall the fraud alerts achieved, where the batch's labels are known."""
-    labels = pd.read_parquet(labels_path)
-    if labels.empty:
-        return None
-    scored = pd.read_parquet(scores_path, columns=[TRANSACTION_ID, "score"])
-    return scored.merge(labels, on=TRANSACTION_ID, how="inner")
 
 
 def alert_precision_recall(scores: pd.DataFrame, labels: pd.DataFrame, threshold: float) -> dict:
