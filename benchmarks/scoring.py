@@ -70,29 +70,27 @@ def make_batch(source: Path, rows: int, target: Path) -> None:
 
 
 def latency(project: Path, samples: int) -> dict:
-    """Seconds to score one transaction given its card's context already in memory."""
+    """Seconds to score one transaction, the labelled history already in memory.
+
+    Each transaction's features are computed from the earlier rows of its card and terminal
+    (``related_context``), as a service answering one payment at a time would.
+    """
     code = f"""
 import json, time
 from pathlib import Path
-import numpy as np, pandas as pd
+import numpy as np
 from fraudops import paths
 from fraudops.data import read_canonical
-from fraudops.features import FeatureSet, add_features
-from fraudops.model import fraud_scores
-from fraudops.registry import Registry
+from fraudops.scoring import ProductionModel, known_transactions, related_context
 root = Path.cwd()
-registry = Registry(root)
-pipeline, card = registry.load(registry.production())
-features = FeatureSet(tuple(card["features"]["numeric"]), tuple(card["features"]["categorical"]))
-known = read_canonical(root, paths.NEW_BATCH)
+model = ProductionModel.load(root)
+known = known_transactions(root, model.reach_days)
 batch = read_canonical(root, paths.SCORE_BATCH).head({samples})
 times = []
 for position in range(len(batch)):
     row = batch.iloc[[position]]
     started = time.perf_counter()
-    own = known[known["customer_id"] == row["customer_id"].iloc[0]]
-    featured, _ = add_features(row, (1, 7, 30), context=own)
-    fraud_scores(pipeline, featured, features)
+    model.scores(row, related_context(row, known))
     times.append(time.perf_counter() - started)
 print(json.dumps(times))
 """

@@ -20,9 +20,13 @@ from fraudops.data import DataValidationError
 from fraudops.registry import Registry
 from fraudops.rules import read_watchlist, rules_from_params
 from fraudops.scoring import (
+    ProductionModel,
+    SeenIds,
     alert_precision_recall,
     compliance_alerts,
     fraud_alerts,
+    known_transactions,
+    related_context,
     score_and_alert,
     score_batch,
 )
@@ -152,6 +156,42 @@ def test_ids_repeated_across_chunks_are_refused(scoring_project):
     message = str(caught.value)
     assert "column 'transaction_id'" in message and "'transaction id is unique'" in message
     assert "broken by 120 rows (ids seen in an earlier chunk)" in message
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        pd.Series([7, -3, 10**15, 42], dtype="int64"),
+        pd.Series(["tx-7", "tx-3", "TX-7", "42"]),
+    ],
+    ids=["integers", "text"],
+)
+def test_seen_ids_counts_only_ids_of_earlier_chunks(ids):
+    seen = SeenIds()
+    assert seen.count_repeated(ids) == 0
+    seen.add(ids.iloc[:2])
+    seen.add(ids.iloc[2:3])
+
+    assert seen.count_repeated(ids) == 3
+    assert seen.count_repeated(ids.iloc[3:]) == 0
+    assert seen.count_repeated(pd.concat([ids.iloc[1:2]] * 4)) == 4
+
+
+def test_one_transaction_scored_with_its_related_context_matches_the_batch(scoring_project):
+    model = ProductionModel.load(scoring_project)
+    known = known_transactions(scoring_project, model.reach_days)
+    frame = batch(scoring_project, 400)
+    whole = model.scores(frame, known)
+
+    picked = [0, 57, 199, 398]
+    alone = []
+    for i in picked:
+        # Scored one at a time, each transaction knows the batch's earlier rows too.
+        past = pd.concat([known, frame.iloc[:i]], ignore_index=True)
+        one = frame.iloc[[i]]
+        alone.append(model.scores(one, related_context(one, past)).iloc[0])
+    assert np.allclose(alone, whole.iloc[picked].to_numpy(), rtol=0, atol=1e-12)
+    assert len(related_context(frame.iloc[[0]], known)) < len(known) / 10
 
 
 # ---------------------------------------------------------------------------------------------

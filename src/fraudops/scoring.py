@@ -103,7 +103,38 @@ def read_chunks(path: Path, chunk_rows: int, columns: str = "") -> Iterator[pd.D
         raise DataValidationError(path, ["the file has no rows"])
 
 
-def _check_order(chunk: pd.DataFrame, last_time, seen: set, path: Path) -> None:
+class SeenIds:
+    """The transaction ids of the chunks scored so far, kept compact.
+
+    Ids are held as one sorted NumPy array (integers as they are, other ids by their 64-bit
+    hash), eight bytes per transaction instead of a Python object each.
+    """
+
+    def __init__(self) -> None:
+        self._sorted = np.empty(0, dtype=np.uint64)
+
+    @staticmethod
+    def _keys(ids: pd.Series) -> np.ndarray:
+        if pd.api.types.is_integer_dtype(ids):
+            return ids.to_numpy().astype(np.uint64)
+        return pd.util.hash_array(ids.astype(str).to_numpy())
+
+    def count_repeated(self, ids: pd.Series) -> int:
+        """How many of ``ids`` were seen in an earlier chunk."""
+        keys = self._keys(ids)
+        if not len(self._sorted):
+            return 0
+        position = np.minimum(np.searchsorted(self._sorted, keys), len(self._sorted) - 1)
+        return int((self._sorted[position] == keys).sum())
+
+    def add(self, ids: pd.Series) -> None:
+        """Remember ``ids``."""
+        # Two sorted runs: the stable sort (a merge sort) joins them in linear time.
+        merged = np.concatenate([self._sorted, np.sort(self._keys(ids))])
+        self._sorted = np.sort(merged, kind="stable")
+
+
+def _check_order(chunk: pd.DataFrame, last_time, seen: SeenIds, path: Path) -> None:
     problems = []
     if last_time is not None and chunk[TIMESTAMP].min() < last_time:
         problems.append(
@@ -111,7 +142,7 @@ def _check_order(chunk: pd.DataFrame, last_time, seen: set, path: Path) -> None:
             f"starts at {chunk[TIMESTAMP].min()}, before the previous chunk's end {last_time}; "
             f"sort the file by time"
         )
-    repeated = int(chunk[TRANSACTION_ID].isin(seen).sum())
+    repeated = seen.count_repeated(chunk[TRANSACTION_ID])
     if repeated:
         problems.append(
             f"column '{TRANSACTION_ID}': rule 'transaction id is unique' broken by "
@@ -182,6 +213,70 @@ def compliance_alerts(fired: pd.DataFrame, scores: pd.Series) -> list[Alert]:
     return alerts
 
 
+@dataclass
+class ProductionModel:
+    """The production model with what its features need: the windows and terminal settings."""
+
+    pipeline: object
+    card: dict
+    features: FeatureSet
+    card_windows: tuple[int, ...]
+    terminal: dict
+
+    @classmethod
+    def load(cls, root, card_windows: str = "1,7,30") -> ProductionModel:
+        """Load the published production model of the project at ``root``.
+
+        Raises:
+            FileNotFoundError: No model has been published yet.
+        """
+        model_path, card_path = Path(root) / PRODUCTION_MODEL, Path(root) / PRODUCTION_CARD
+        if not (model_path.is_file() and card_path.is_file()):
+            raise FileNotFoundError(
+                f"no production model at {model_path}: run `dvc repro retrain` first"
+            )
+        # The published copy is the DVC output the score stage depends on: it is the one used.
+        pipeline, card = load_model(model_path, card_path)
+        features = FeatureSet(
+            tuple(card["features"]["numeric"]), tuple(card["features"]["categorical"])
+        )
+        # The terminal features are those the model was trained with, as its card records.
+        terminal = terminal_settings(card.get("feature_settings"))
+        return cls(pipeline, card, features, parse_windows(card_windows), terminal)
+
+    @property
+    def version(self) -> str:
+        return self.card["version"]
+
+    @property
+    def threshold(self) -> float:
+        return float(self.card["threshold"]["threshold"])
+
+    @property
+    def reach_days(self) -> float:
+        """How many days of earlier transactions the features look back."""
+        return reach_days(self.card_windows, self.card.get("feature_settings"))
+
+    def scores(self, transactions: pd.DataFrame, context: pd.DataFrame) -> pd.Series:
+        """Fraud scores of ``transactions``, their features computed with ``context`` as past."""
+        featured, _ = add_features(
+            transactions, self.card_windows, context=context, **self.terminal
+        )
+        return fraud_scores(self.pipeline, featured, self.features)
+
+
+def related_context(transactions: pd.DataFrame, known: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``known`` that share a card or a terminal with ``transactions``.
+
+    They are all the features of ``transactions`` depend on, so scoring a single transaction
+    with them gives the same score as with all of ``known``, and takes far less time.
+    """
+    related = known[CUSTOMER_ID].isin(transactions[CUSTOMER_ID])
+    if TERMINAL_ID in known and TERMINAL_ID in transactions:
+        related |= known[TERMINAL_ID].isin(transactions[TERMINAL_ID])
+    return known[related]
+
+
 def score_batch(
     root,
     *,
@@ -215,22 +310,8 @@ def score_batch(
     root = Path(root)
     input_path = Path(input_path or root / paths.SCORE_BATCH)
     output_path = Path(output_path or root / SCORES)
-    model_path, card_path = root / PRODUCTION_MODEL, root / PRODUCTION_CARD
-    if not (model_path.is_file() and card_path.is_file()):
-        raise FileNotFoundError(
-            f"no production model at {model_path}: run `dvc repro retrain` first"
-        )
-    # The published copy is the DVC output this stage depends on, so it is the one scored with.
-    pipeline, card = load_model(model_path, card_path)
-    version = card["version"]
-    features = FeatureSet(
-        tuple(card["features"]["numeric"]), tuple(card["features"]["categorical"])
-    )
-    threshold = float(card["threshold"]["threshold"])
-    windows = parse_windows(card_windows)
-    # The terminal features are those the model was trained with, as its card records them.
-    terminal = terminal_settings(card.get("feature_settings"))
-    reach = reach_days(windows, card.get("feature_settings"))
+    model = ProductionModel.load(root, card_windows)
+    threshold, version = model.threshold, model.version
     result = ScoreResult(
         run_id or new_run_id(),
         str(input_path),
@@ -238,11 +319,11 @@ def score_batch(
         file_md5(input_path),
         version,
         threshold,
-        card["sha256"],
+        model.card["sha256"],
     )
 
-    context = _known_transactions(root, reach, rules)
-    last_time, seen, alerts = None, set(), []
+    context = known_transactions(root, model.reach_days, rules)
+    last_time, seen, alerts = None, SeenIds(), []
     total = _row_count(input_path)
     with (
         atomic_path(output_path) as tmp,
@@ -251,9 +332,7 @@ def score_batch(
         writer = None
         for chunk in read_chunks(input_path, chunk_rows, columns):
             _check_order(chunk, last_time, seen, input_path)
-            scored, fired = _score_chunk(
-                chunk, context, pipeline, features, (windows, terminal), rules, watchlist
-            )
+            scored, fired = _score_chunk(chunk, context, model, rules, watchlist)
             alerts += fraud_alerts(scored, threshold, high_score, version)
             alerts += compliance_alerts(fired, scored.set_index(TRANSACTION_ID)["score"])
             for rule_id, count in fired["rule_id"].value_counts().items():
@@ -263,9 +342,11 @@ def score_batch(
             table = pa.Table.from_pandas(scored, preserve_index=False)
             writer = writer or pq.ParquetWriter(tmp, table.schema)
             writer.write_table(table)
-            context = _trim(pd.concat([context, chunk], ignore_index=True), reach, rules)
+            context = _trim(
+                pd.concat([context, chunk], ignore_index=True), model.reach_days, rules
+            )
             last_time = chunk[TIMESTAMP].max()
-            seen.update(chunk[TRANSACTION_ID].tolist())
+            seen.add(chunk[TRANSACTION_ID])
             bar.update(len(chunk))
         writer.close()
     result.alerts = alerts
@@ -280,10 +361,8 @@ def score_batch(
     return result
 
 
-def _score_chunk(chunk, context, pipeline, features, feature_windows, rules, watchlist):
-    windows, terminal = feature_windows
-    featured, _ = add_features(chunk, windows, context=context, **terminal)
-    scores = fraud_scores(pipeline, featured, features)
+def _score_chunk(chunk, context, model, rules, watchlist):
+    scores = model.scores(chunk, context)
     fired = evaluate_rules(chunk, rules, history=context, watchlist=watchlist) if rules else None
     if fired is None:
         fired = pd.DataFrame(
@@ -302,7 +381,7 @@ def _score_chunk(chunk, context, pipeline, features, feature_windows, rules, wat
     return scored, fired
 
 
-def _known_transactions(root: Path, window_days: float, rules: list[Rule]) -> pd.DataFrame:
+def known_transactions(root: Path, window_days: float, rules: list[Rule] = ()) -> pd.DataFrame:
     """The labelled transactions the batch follows, trimmed to what the windows can reach."""
     history = read_canonical(root, paths.HISTORY)
     new_batch = read_canonical(root, paths.NEW_BATCH)
