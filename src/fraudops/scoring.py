@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,11 @@ URGENT_RULES = ("large_transaction", "watchlist")
 
 @dataclass
 class ScoreResult:
-    """What a scoring run did."""
+    """What a scoring run did.
+
+    Only the flagged rows are kept (the transactions at or above the threshold and the rules
+    that fired), not every scored row, so memory grows with the alerts and not with the batch.
+    """
 
     run_id: str
     input_path: str
@@ -70,10 +75,35 @@ class ScoreResult:
     model_version: str
     threshold: float
     model_sha256: str = ""
+    high_score: float = 0.95
     rows: int = 0
     fraud_alerts: int = 0
     rules_fired: dict = field(default_factory=dict)
-    alerts: list = field(default_factory=list)
+    flagged: list = field(default_factory=list, repr=False)
+    fired: list = field(default_factory=list, repr=False)
+
+    def keep(self, scored: pd.DataFrame, fired: pd.DataFrame) -> None:
+        """Count one scored chunk and keep the rows that make alerts."""
+        flagged = scored["score"] >= self.threshold
+        self.rows += len(scored)
+        self.fraud_alerts += int(flagged.sum())
+        for rule_id, count in fired["rule_id"].value_counts().items():
+            self.rules_fired[rule_id] = self.rules_fired.get(rule_id, 0) + int(count)
+        self.flagged.append(scored[flagged])
+        scores = scored.set_index(TRANSACTION_ID)["score"]
+        self.fired.append(fired.assign(score=fired[TRANSACTION_ID].map(scores).to_numpy()))
+
+    @cached_property
+    def alerts(self) -> list[Alert]:
+        """The run's fraud alerts, then its compliance alerts, in the batch's order."""
+        if not self.flagged:
+            return []
+        flagged = pd.concat(self.flagged, ignore_index=True)
+        fired = pd.concat(self.fired, ignore_index=True)
+        scores = fired.drop_duplicates(TRANSACTION_ID).set_index(TRANSACTION_ID)["score"]
+        return fraud_alerts(
+            flagged, self.threshold, self.high_score, self.model_version
+        ) + compliance_alerts(fired.drop(columns="score"), scores)
 
 
 def new_run_id() -> str:
@@ -311,19 +341,19 @@ def score_batch(
     input_path = Path(input_path or root / paths.SCORE_BATCH)
     output_path = Path(output_path or root / SCORES)
     model = ProductionModel.load(root, card_windows)
-    threshold, version = model.threshold, model.version
     result = ScoreResult(
         run_id or new_run_id(),
         str(input_path),
         str(output_path),
         file_md5(input_path),
-        version,
-        threshold,
+        model.version,
+        model.threshold,
         model.card["sha256"],
+        high_score,
     )
 
     context = known_transactions(root, model.reach_days, rules)
-    last_time, seen, alerts = None, SeenIds(), []
+    last_time, seen = None, SeenIds()
     total = _row_count(input_path)
     with (
         atomic_path(output_path) as tmp,
@@ -333,12 +363,7 @@ def score_batch(
         for chunk in read_chunks(input_path, chunk_rows, columns):
             _check_order(chunk, last_time, seen, input_path)
             scored, fired = _score_chunk(chunk, context, model, rules, watchlist)
-            alerts += fraud_alerts(scored, threshold, high_score, version)
-            alerts += compliance_alerts(fired, scored.set_index(TRANSACTION_ID)["score"])
-            for rule_id, count in fired["rule_id"].value_counts().items():
-                result.rules_fired[rule_id] = result.rules_fired.get(rule_id, 0) + int(count)
-            result.rows += len(chunk)
-            result.fraud_alerts += int((scored["score"] >= threshold).sum())
+            result.keep(scored, fired)
             table = pa.Table.from_pandas(scored, preserve_index=False)
             writer = writer or pq.ParquetWriter(tmp, table.schema)
             writer.write_table(table)
@@ -349,12 +374,11 @@ def score_batch(
             seen.add(chunk[TRANSACTION_ID])
             bar.update(len(chunk))
         writer.close()
-    result.alerts = alerts
     logger.info(
         "scored %s transactions from %s with %s: %s fraud alerts, compliance rules fired %s",
         f"{result.rows:,}",
         input_path,
-        version,
+        result.model_version,
         f"{result.fraud_alerts:,}",
         result.rules_fired or "none",
     )
