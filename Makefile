@@ -44,10 +44,11 @@ notebooks: install  ## rerun the pipeline from scratch and store the checked out
 	fraudops refresh-notebooks --from $(SCRATCH)/reports
 	rm -rf $(SCRATCH)
 
-benchmark: install  ## speed, memory and model-choice measurements (not part of the tests)
+benchmark: install  ## speed, memory and model-choice measurements (not part of the tests), then their tables
 	python benchmarks/run.py
 	python benchmarks/model_choice.py
 	python benchmarks/scoring.py
+	python benchmarks/summary.py
 
 clean:
 	rm -rf $(VENV)

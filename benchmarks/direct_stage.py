@@ -7,7 +7,17 @@ from __future__ import annotations
 
 import sys
 
-from fraudops import data, evaluation, features, model, monitoring, paths, retraining, simulate
+from fraudops import (
+    data,
+    evaluation,
+    features,
+    model,
+    monitoring,
+    paths,
+    retraining,
+    scoring,
+    simulate,
+)
 
 
 def run_stage(stage: str) -> None:
@@ -20,9 +30,7 @@ def run_stage(stage: str) -> None:
         data.build_raw_data(root, simulation=simulation, progress=False, **settings)
     elif stage == "preprocess":
         split = params["split"]
-        features.build_datasets(
-            root, seed=params["seed"], card_windows=params["features"]["card_windows"], **split
-        )
+        features.build_datasets(root, seed=params["seed"], **params["features"], **split)
     elif stage == "train":
         chosen = params["model"]["type"]
         hyperparameters = dict(params["model"][chosen])
@@ -45,6 +53,7 @@ def run_stage(stage: str) -> None:
             evaluation_settings=params["evaluate"],
             card_windows=params["features"]["card_windows"],
             seed=params["seed"],
+            audit_path=params["audit_log"],
             **settings,
         )
     elif stage == "evaluate":
@@ -55,6 +64,21 @@ def run_stage(stage: str) -> None:
             thresholds=monitoring.DriftThresholds(**params["monitor"]),
             card_windows=params["features"]["card_windows"],
             seed=params["seed"],
+        )
+    elif stage == "score":
+        alerts = params["alerts"]
+        scoring.score_and_alert(
+            root,
+            rules_params=params["rules"],
+            watchlist_path=params["score"]["watchlist"],
+            outbox=alerts["outbox"],
+            digest_cap=alerts["digest_cap"],
+            immediate_severity=alerts["immediate_severity"],
+            audit_path=params["audit_log"],
+            card_windows=params["features"]["card_windows"],
+            chunk_rows=params["score"]["chunk_rows"],
+            high_score=params["score"]["high_score"],
+            progress=False,
         )
     else:
         raise SystemExit(f"unknown stage {stage!r}")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-STAGES = ("data", "preprocess", "train", "retrain", "evaluate", "monitor")
+STAGES = ("data", "preprocess", "train", "retrain", "evaluate", "monitor", "score")
 
 
 def timed(command: list[str], cwd: Path) -> tuple[float, float]:
