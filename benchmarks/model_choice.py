@@ -127,7 +127,9 @@ def measure(split, features, model_type: str, hyperparameters: dict, repeats: in
         else None,
         "fit_seconds": round(statistics.median(seconds), 2),
         "fit_seconds_all": [round(s, 2) for s in seconds],
-        "boosting_iterations": getattr(classifier, "n_iter_", None),
+        "boosting_iterations": getattr(classifier, "n_iter_", None)
+        if model_type == "hist_gradient_boosting"
+        else None,
         "train_rows": len(split.train),
         "test_rows": len(split.test),
         "test_frauds": metrics["test_frauds"],

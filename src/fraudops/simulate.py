@@ -630,7 +630,11 @@ def write_simulated_data(
 
 
 def ulb_like_frame(n_rows: int = 20000, fraud_rate: float = 0.0017, seed: int = 0) -> pd.DataFrame:
-    """A small frame shaped like the public ULB credit-card file, for tests and demos.
+    """A frame shaped like the public ULB credit-card file, for tests, demos and benchmarks.
+
+    Frauds follow three patterns, a third each, none of them a single linear direction: one
+    pulls V10, V12 and V14 down; one pushes V4, V11 and V14 up; one moves V17 far from zero in
+    either direction. One fraud in six follows none and looks like any other payment.
 
     Args:
         n_rows: Number of transactions.
@@ -639,7 +643,7 @@ def ulb_like_frame(n_rows: int = 20000, fraud_rate: float = 0.0017, seed: int = 
 
     Returns:
         Columns ``Time`` (seconds since the first row, over two days), ``V1``..``V28``
-        (PCA-like, fraud shifted on V4, V10, V12, V14, V17), ``Amount`` and ``Class``.
+        (PCA-like components), ``Amount`` and ``Class``.
     """
     if not 0 <= fraud_rate < 1:
         raise ValueError(f"ulb_like_frame fraud_rate must lie in [0, 1), got {fraud_rate}.")
@@ -650,17 +654,25 @@ def ulb_like_frame(n_rows: int = 20000, fraud_rate: float = 0.0017, seed: int = 
 
     time = np.sort(rng.uniform(0, 2 * SECONDS_PER_DAY, size=n_rows))
     is_fraud = np.zeros(n_rows, dtype=np.int64)
-    is_fraud[rng.choice(n_rows, size=n_fraud, replace=False)] = 1
+    frauds = rng.choice(n_rows, size=n_fraud, replace=False)
+    is_fraud[frauds] = 1
 
-    # Decreasing spread across components, as after PCA; fraud rows moved on a few of them.
+    # Decreasing spread across components, as after PCA; frauds moved by their pattern.
     spread = np.linspace(1.6, 0.4, 28)
     components = rng.normal(0.0, 1.0, size=(n_rows, 28)) * spread
-    shift = {4: 3.0, 10: -3.5, 12: -4.0, 14: -5.0, 17: -4.0}
-    for number, offset in shift.items():
-        components[is_fraud == 1, number - 1] += offset * rng.uniform(0.6, 1.4, size=n_fraud)
+    pattern = rng.choice(4, size=n_fraud, p=[5 / 18, 5 / 18, 5 / 18, 1 / 6])
+    strength = rng.uniform(0.8, 1.6, size=n_fraud)
+    shifts = {0: {10: -2.5, 12: -3.0, 14: -3.5}, 1: {4: 2.5, 11: 2.5, 14: 3.0}}
+    for kind, moves in shifts.items():
+        rows = frauds[pattern == kind]
+        for number, offset in moves.items():
+            components[rows, number - 1] += offset * strength[pattern == kind]
+    far = frauds[pattern == 2]
+    sign = rng.choice([-1.0, 1.0], size=len(far))
+    components[far, 16] = sign * rng.uniform(2.5, 4.5, size=len(far))
 
     amount = rng.lognormal(np.log(22.0), 1.2, size=n_rows)
-    amount[is_fraud == 1] = rng.lognormal(np.log(10.0), 1.6, size=n_fraud)
+    amount[frauds] = rng.lognormal(np.log(10.0), 1.6, size=n_fraud)
     frame = pd.DataFrame(components, columns=[f"V{i}" for i in range(1, 29)])
     frame.insert(0, "Time", time - time[0])
     frame["Amount"] = np.round(amount, 2)
