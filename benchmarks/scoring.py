@@ -1,11 +1,13 @@
 """Scoring throughput, peak memory and single-transaction latency.
 
-Runs in a fresh clone of the last commit after `dvc repro` (so a production model exists).
+Runs in a fresh clone of the last commit after `dvc repro retrain` (so a production model
+exists).
 Batches of 100k, 1M and 10M transactions are made by repeating the built-in score batch
 forward in time (new ids, each copy 14 days after the previous), so cards keep their
 history and the stream stays in time order. Each batch is scored by `fraudops score`-style
 chunked scoring in its own process under GNU time; the table gives transactions per second
-(features, model and compliance rules included) and the peak resident memory.
+(features, model and compliance rules included) and the peak resident memory. The 1M
+batch's features are also timed on their own, and single transactions one at a time.
 
     python benchmarks/scoring.py            # writes benchmarks/scoring.json
 """
@@ -31,6 +33,7 @@ sys.path.insert(0, str(HERE))
 from run import machine, timed  # noqa: E402
 
 SIZES = (100_000, 1_000_000, 10_000_000)
+FEATURE_SIZE = 1_000_000  # the batch whose features are also timed on their own
 
 SCORE_ONE = """
 import sys, time, json
@@ -67,6 +70,34 @@ def make_batch(source: Path, rows: int, target: Path) -> None:
         written += len(part)
         copy += 1
     writer.close()
+
+
+FEATURES_ONLY = """
+import sys, time, json
+from pathlib import Path
+import pandas as pd
+from fraudops.features import add_features, parse_windows
+from fraudops.scoring import ProductionModel, known_transactions
+root = Path.cwd()
+model = ProductionModel.load(root)
+known = known_transactions(root, model.reach_days)
+batch = pd.read_parquet(sys.argv[1])
+started = time.perf_counter()
+add_features(batch, model.card_windows, context=known, **model.terminal)
+print(json.dumps({"rows": len(batch), "seconds": time.perf_counter() - started}))
+"""
+
+
+def feature_seconds(project: Path, batch: Path) -> float:
+    """Seconds to compute the card and terminal features of ``batch`` in one call."""
+    run = subprocess.run(
+        [sys.executable, "-c", FEATURES_ONLY, str(batch)],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(run.stdout.strip().splitlines()[-1])["seconds"]
 
 
 def latency(project: Path, samples: int) -> dict:
@@ -115,7 +146,7 @@ def main() -> None:
         subprocess.run(["git", "clone", "-q", str(ROOT), str(project)], check=True)
         dvc = str(Path(sys.executable).parent / "dvc")
         timed([dvc, "repro", "retrain"], project)
-        rows = []
+        rows, features = [], None
         for size in arguments.sizes:
             batch = Path(scratch) / f"batch_{size}.parquet"
             make_batch(project / "data/raw/score_batch.parquet", size, batch)
@@ -132,16 +163,31 @@ def main() -> None:
                     "peak_rss_mb": round(peak, 1),
                 }
             )
+            if size == FEATURE_SIZE:
+                features = {
+                    "transactions": size,
+                    "seconds": round(feature_seconds(project, batch), 2),
+                }
             print(rows[-1], f"({time.perf_counter() - started:.0f} s)", flush=True)
             batch.unlink()
         one = latency(project, 300)
-    results = {"machine": machine(), "batches": rows, "single_transaction": one}
+    results = {
+        "machine": machine(),
+        "batches": rows,
+        "features_only": features,
+        "single_transaction": one,
+    }
     arguments.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"{'transactions':>14}{'seconds':>10}{'tx/s':>10}{'peak MB':>10}")
     for row in rows:
         print(
             f"{row['transactions']:>14,}{row['seconds']:>10.1f}{row['per_second']:>10,}"
             f"{row['peak_rss_mb']:>10.1f}"
+        )
+    if features:
+        print(
+            f"features alone for {features['transactions']:,} transactions: "
+            f"{features['seconds']} s"
         )
     print(f"one transaction: median {one['median_ms']} ms, p99 {one['p99_ms']} ms")
 

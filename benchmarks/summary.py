@@ -91,13 +91,20 @@ def scoring(results: dict) -> str:
         )
         previous = batch
     one = results["single_transaction"]
+    features = results.get("features_only")
+    alone = (
+        f" The features alone of {features['transactions']:,} transactions took "
+        f"{features['seconds']} s."
+        if features
+        else ""
+    )
     header = ["transactions", "seconds", "tx/s", "tx/s over the previous size", "peak RSS (MB)"]
     return (
         "**Scoring** (`benchmarks/scoring.py`: features, model and compliance rules, "
         "in chunks)\n\n"
         + table(header, rows)
         + f"\n\nOne transaction: median {one['median_ms']} ms, p99 {one['p99_ms']} ms "
-        f"({one['samples']} transactions)."
+        f"({one['samples']} transactions).{alone}"
     )
 
 
