@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,7 +20,9 @@ from fraudops.evaluation import (
     evaluate_scores,
     known_compromised_cards,
     metrics_at,
+    plot_prequential,
     prequential,
+    prequential_evaluation,
     recall_by_kind,
     thin,
     window_days,
@@ -393,3 +398,181 @@ def test_evaluate_model_names_the_stage_that_makes_missing_inputs(project) -> No
             cost_false_negative=100.0,
             seed=1,
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# The prequential evaluation of the evaluate stage
+# ---------------------------------------------------------------------------------------------
+
+# Three weekly folds that fit in the 40-day history of the small projects: 3 x 7 + 3 + 14 days.
+PREQUENTIAL = {
+    "folds": 3,
+    "test_days": 7,
+    "train_days": 14,
+    "delay_days": 3,
+    "top_k": 5,
+    "progress": False,
+}
+PREQUENTIAL_METRICS = ["roc_auc", "average_precision", "card_precision_at_5"]
+
+
+@pytest.fixture(scope="module")
+def evaluated_template(trained_template, tmp_path_factory):
+    """The trained small project after evaluate_model; copy it, never change it."""
+    root = shutil.copytree(trained_template, tmp_path_factory.mktemp("evaluated") / "project")
+    evaluate_model(
+        root,
+        top_k=5,
+        threshold_policy="alert_budget",
+        alert_budget=4,
+        target_precision=0.5,
+        cost_false_positive=5.0,
+        cost_false_negative=100.0,
+        seed=1,
+    )
+    return root
+
+
+@pytest.fixture()
+def evaluated_project(evaluated_template, tmp_path):
+    return shutil.copytree(evaluated_template, tmp_path / "project")
+
+
+def _messages(caplog, start: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith(start)]
+
+
+def test_prequential_evaluation_tests_consecutive_windows_after_the_delay(
+    evaluated_project, caplog
+) -> None:
+    root = evaluated_project
+    with caplog.at_level(logging.INFO, logger="fraudops"):
+        result = prequential_evaluation(root, **PREQUENTIAL)
+    folds = result["folds"]
+    history = pd.read_parquet(root / paths.HISTORY)
+    stamps = history["timestamp"]
+
+    assert list(folds["fold"]) == [0, 1, 2]
+    # Weeks one after the other, none overlapping, the last ending with the history's last day.
+    assert (folds["test_end"] - folds["test_start"] == pd.Timedelta(days=7)).all()
+    assert list(folds["test_start"].iloc[1:]) == list(folds["test_end"].iloc[:-1])
+    assert folds["test_end"].iloc[-1] == stamps.max().normalize() + pd.Timedelta(days=1)
+    # Each fold trains on the 14 days that end the 3-day delay before its test window.
+    assert (folds["test_start"] - folds["train_end"] == pd.Timedelta(days=3)).all()
+    assert (folds["train_end"] - folds["train_start"] == pd.Timedelta(days=14)).all()
+    for fold in folds.itertuples():
+        in_train = (stamps >= fold.train_start) & (stamps < fold.train_end)
+        in_test = (stamps >= fold.test_start) & (stamps < fold.test_end)
+        assert (fold.train_rows, fold.test_rows) == (in_train.sum(), in_test.sum())
+        assert fold.test_frauds == history.loc[in_test, "label"].sum() > 0
+    # A fresh model of the card's type was fitted on exactly each fold's training rows.
+    fitted = [message.split(" in ")[0] for message in _messages(caplog, "fitted ")]
+    assert fitted == [f"fitted RandomForestClassifier on {n:,} rows" for n in folds["train_rows"]]
+    logged = _messages(caplog, "prequential fold ")
+    assert [line.split(":")[0] for line in logged] == [
+        f"prequential fold {i}/3" for i in (1, 2, 3)
+    ]
+    for line, value in zip(logged, folds["average_precision"], strict=True):
+        assert f"average precision {value:.4f}" in line
+
+
+def test_prequential_evaluation_summary_goes_into_metrics_json(evaluated_project) -> None:
+    root = evaluated_project
+    before = json.loads((root / paths.METRICS).read_text())
+
+    result = prequential_evaluation(root, **PREQUENTIAL)
+
+    folds, summary = result["folds"], result["summary"]
+    assert list(summary.index) == PREQUENTIAL_METRICS
+    after = json.loads((root / paths.METRICS).read_text())
+    assert {key: value for key, value in after.items() if key != "prequential"} == before
+    assert sorted(after["prequential"]) == sorted(PREQUENTIAL_METRICS)
+    for metric in PREQUENTIAL_METRICS:
+        assert summary.loc[metric, "mean"] == pytest.approx(folds[metric].mean())
+        assert summary.loc[metric, "std"] == pytest.approx(folds[metric].std())
+        assert after["prequential"][metric] == {
+            "mean": pytest.approx(folds[metric].mean(), abs=1e-6),
+            "std": pytest.approx(folds[metric].std(), abs=1e-6),
+        }
+    written = pd.read_csv(root / paths.PREQUENTIAL, parse_dates=["test_start", "test_end"])
+    assert list(written["test_start"]) == list(folds["test_start"])
+    assert written["average_precision"].to_numpy() == pytest.approx(folds["average_precision"])
+    assert not list(root.rglob("*.tmp"))
+
+
+def test_one_prequential_fold_has_no_standard_deviation_and_writes_null(
+    evaluated_project,
+) -> None:
+    result = prequential_evaluation(evaluated_project, **{**PREQUENTIAL, "folds": 1})
+
+    assert len(result["folds"]) == 1
+    written = json.loads((evaluated_project / paths.METRICS).read_text())["prequential"]
+    for metric in PREQUENTIAL_METRICS:
+        assert written[metric]["std"] is None
+        assert written[metric]["mean"] == pytest.approx(result["folds"][metric].iloc[0], abs=1e-6)
+
+
+def test_prequential_evaluation_refits_the_model_type_of_the_card(evaluated_project, caplog):
+    root = evaluated_project
+    card = json.loads((root / paths.MODEL_CARD).read_text())
+    card.update(model_type="logistic_regression", hyperparameters={"max_iter": 500})
+    (root / paths.MODEL_CARD).write_text(json.dumps(card))
+
+    with caplog.at_level(logging.INFO, logger="fraudops.model"):
+        prequential_evaluation(root, **PREQUENTIAL)
+
+    fitted = [message.split(" on ")[0] for message in _messages(caplog, "fitted ")]
+    assert fitted == ["fitted LogisticRegression"] * 3
+
+
+def test_prequential_evaluation_with_no_folds_writes_nothing(evaluated_project) -> None:
+    root = evaluated_project
+    files = {path: path.read_bytes() for path in root.rglob("*") if path.is_file()}
+
+    assert prequential_evaluation(root, **{**PREQUENTIAL, "folds": 0}) is None
+
+    assert {path: path.read_bytes() for path in root.rglob("*") if path.is_file()} == files
+    assert "prequential" not in json.loads((root / paths.METRICS).read_text())
+
+
+def test_prequential_evaluation_refuses_folds_reaching_before_the_history(
+    evaluated_project,
+) -> None:
+    root = evaluated_project
+    metrics = (root / paths.METRICS).read_bytes()
+    # Four weeks, the delay and 14 training days need 45 days; the history holds 40.
+    with pytest.raises(ValueError, match="need transactions from 2025-12-31, but they run from"):
+        prequential_evaluation(root, **{**PREQUENTIAL, "folds": 4})
+    with pytest.raises(ValueError, match="must be 0 \\(off\\) or more, got -1"):
+        prequential_evaluation(root, **{**PREQUENTIAL, "folds": -1})
+
+    assert (root / paths.METRICS).read_bytes() == metrics
+    assert not (root / paths.PREQUENTIAL).exists()
+
+
+def test_prequential_evaluation_needs_the_metrics_of_evaluate_model(trained_project) -> None:
+    with pytest.raises(FileNotFoundError, match="metrics.json is missing: .* evaluate_model"):
+        prequential_evaluation(trained_project, **PREQUENTIAL)
+    assert not (trained_project / paths.PREQUENTIAL).exists()
+
+
+def test_plot_prequential_draws_each_folds_metrics_and_their_means() -> None:
+    folds = pd.DataFrame(
+        {
+            "test_start": pd.to_datetime(["2026-03-02", "2026-03-09", "2026-03-16"]),
+            "average_precision": [0.30, 0.40, 0.50],
+            "card_precision_at_5": [0.10, 0.20, 0.60],
+        }
+    )
+    figure = plot_prequential(folds, top_k=5)
+    axis = figure.axes[0]
+
+    per_fold = [line for line in axis.get_lines() if line.get_marker() == "o"]
+    means = [line for line in axis.get_lines() if line.get_linestyle() == ":"]
+    assert [line.get_label() for line in per_fold] == ["average precision", "card precision@5"]
+    assert list(per_fold[0].get_ydata()) == [0.30, 0.40, 0.50]
+    assert list(per_fold[1].get_ydata()) == [0.10, 0.20, 0.60]
+    assert [line.get_ydata()[0] for line in means] == pytest.approx([0.40, 0.30])
+    labels = [label.get_text() for label in axis.get_xticklabels()]
+    assert labels == ["2026-03-02", "2026-03-09", "2026-03-16"]
+    plt.close(figure)

@@ -10,13 +10,17 @@ import pandas as pd
 import pytest
 
 from fraudops import paths
-from fraudops.data import DataValidationError
-from fraudops.model import sha256
+from fraudops.data import DataValidationError, read_canonical
+from fraudops.evaluation import card_precision_at_k, known_compromised_cards
+from fraudops.features import FeatureSet
+from fraudops.model import build_pipeline, fit, sha256
 from fraudops.registry import PRODUCTION_CARD, PRODUCTION_MODEL, REGISTRY_DIR, Registry
 from fraudops.retraining import (
     RETRAIN_REPORT,
     PromotionRule,
     decide,
+    evaluate_on,
+    labels_known_before,
     recall_by_kind_table,
     retrain,
     side_by_side,
@@ -192,6 +196,113 @@ def test_evaluation_never_starts_before_the_new_batch() -> None:
 def test_an_unknown_window_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown retrain.window 'expanding'; use one of all"):
         windows(_daily(10), pd.Timestamp("2026-01-05"), 2, 1, "expanding", 5)
+
+
+def test_labels_known_before_the_gap_reach_back_past_a_sliding_window() -> None:
+    combined = _daily(30).assign(customer_id="A", label=0)
+    _, evaluation, bounds = windows(combined, pd.Timestamp("2026-01-21"), 5, 2, "sliding", 10)
+    train_end = pd.Timestamp(bounds["train_end"])
+
+    known = labels_known_before(combined, train_end)
+
+    assert list(known.columns) == ["customer_id", "timestamp", "label"]
+    # Every row before the gap, from the first day: older than the sliding window's start.
+    assert known["timestamp"].min() == combined["timestamp"].min()
+    assert known["timestamp"].max() < train_end
+    assert len(known) == int((combined["timestamp"] < train_end).sum())
+    assert not known.index.isin(combined.index[evaluation]).any()
+    assert labels_known_before(combined.drop(columns="customer_id"), train_end) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Card precision@k on the evaluation window
+# ---------------------------------------------------------------------------------------------
+
+AMOUNT_ONLY = FeatureSet(("amount",), ())
+SETTINGS_AT_1 = {
+    "top_k": 1,
+    "threshold_policy": "alert_budget",
+    "alert_budget": 1,
+    "target_precision": 0.5,
+    "cost_false_positive": 5,
+    "cost_false_negative": 100,
+}
+
+
+def _amount_model():
+    """A real logistic pipeline whose score rises with the amount."""
+    amounts = np.random.default_rng(0).uniform(1, 1_000, 400)
+    train = pd.DataFrame({"amount": amounts, "label": (amounts > 500).astype(int)})
+    pipeline = build_pipeline(AMOUNT_ONLY, "logistic_regression", {"max_iter": 1000}, seed=0)
+    fit(pipeline, train, AMOUNT_ONLY)
+    return pipeline
+
+
+@pytest.mark.parametrize(
+    ("earlier_label", "expected"),
+    [
+        (1, 0.0),  # A was frauded before the window: left out, genuine B is ranked first
+        (0, 1.0),  # A's earlier transaction was genuine: A stays first, and is a hit
+    ],
+)
+def test_evaluate_on_leaves_out_a_card_compromised_before_the_window(
+    earlier_label, expected
+) -> None:
+    rows = pd.DataFrame(
+        {
+            "transaction_id": [1, 2, 3, 4],
+            "customer_id": ["A", "B", "C", "D"],
+            "timestamp": pd.to_datetime(["2026-02-10 09:00"] * 4),
+            "amount": [900.0, 800.0, 50.0, 30.0],
+            "label": [1, 0, 0, 1],
+        }
+    )
+    labelled_before = pd.DataFrame(
+        {
+            "customer_id": ["A", "B"],
+            "timestamp": pd.to_datetime(["2026-02-01 12:00", "2026-02-02 12:00"]),
+            "label": [earlier_label, 0],
+        }
+    )
+    pipeline = _amount_model()
+
+    plain = evaluate_on(pipeline, rows, AMOUNT_ONLY, SETTINGS_AT_1)["metrics"]
+    protocol = evaluate_on(pipeline, rows, AMOUNT_ONLY, SETTINGS_AT_1, labelled_before, 2)
+
+    assert plain["card_precision_at_1"] == 1.0
+    assert "card_precision_at_1_all_cards" not in plain
+    assert protocol["metrics"]["card_precision_at_1"] == expected
+    assert protocol["metrics"]["card_precision_at_1_all_cards"] == 1.0
+    assert protocol["metrics"]["average_precision"] == plain["average_precision"]
+
+
+def test_retrain_ranks_cards_without_those_frauded_before_the_gap(
+    trained_project, retrain_settings
+) -> None:
+    root = trained_project
+    result = retrain(root, **retrain_settings)
+
+    combined = pd.concat(
+        [read_canonical(root, paths.HISTORY), read_canonical(root, paths.NEW_BATCH)],
+        ignore_index=True,
+    )
+    train_end = pd.Timestamp(result["windows"]["train_end"])
+    before_gap = combined[combined["timestamp"] < train_end]
+    report = _report(root)
+    for role in ("champion", "challenger"):
+        scores = result[role]["scores"]
+        rows = combined.loc[scores.index]
+        known = known_compromised_cards(before_gap, rows, retrain_settings["delay_days"])
+        frauded_before = set(before_gap.loc[before_gap["label"] == 1, "customer_id"])
+        assert frauded_before & set(rows["customer_id"]), "some cards of the window are known"
+
+        metrics = report[role]["metrics"]
+        assert metrics["card_precision_at_30"] == pytest.approx(
+            card_precision_at_k(rows, scores, 30, known)
+        )
+        assert metrics["card_precision_at_30_all_cards"] == pytest.approx(
+            card_precision_at_k(rows, scores, 30)
+        )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,8 +1,11 @@
-"""Evaluation: ranking metrics, card precision@k, the decision threshold, plots and their data."""
+"""Evaluation: ranking metrics, card precision@k, the decision threshold, the prequential
+evaluation, plots and their data."""
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -17,12 +20,26 @@ from sklearn.metrics import (
     roc_auc_score,
     roc_curve,
 )
+from tqdm.auto import tqdm
 
 from fraudops import paths
-from fraudops.data import CUSTOMER_ID, FRAUD_KIND, LABEL, TIMESTAMP, TRANSACTION_ID
-from fraudops.features import FeatureSet, read_feature_set, read_feature_settings
+from fraudops.data import (
+    CUSTOMER_ID,
+    FRAUD_KIND,
+    LABEL,
+    TIMESTAMP,
+    TRANSACTION_ID,
+    read_canonical,
+)
+from fraudops.features import (
+    FeatureSet,
+    add_features,
+    read_feature_set,
+    read_feature_settings,
+    terminal_settings,
+)
 from fraudops.io import atomic_path, write_csv_atomic, write_json_atomic
-from fraudops.model import fraud_scores, load_model
+from fraudops.model import build_pipeline, fit, fraud_scores, load_model
 
 logger = logging.getLogger(__name__)
 
@@ -206,12 +223,14 @@ def prequential(
     test_days: float,
     folds: int,
     top_k: int = 30,
+    progress: bool = True,
 ) -> dict[str, pd.DataFrame]:
     """Prequential evaluation: the out-of-time split repeated over consecutive test windows.
 
     Fold ``i`` (0 the oldest) tests on ``test_days`` whole days, the last fold ending with the
     last day of ``frame``; each fold trains on the ``train_days`` before its test window minus
-    a gap of ``delay_days``. Card precision@k removes the known compromised cards.
+    a gap of ``delay_days``. Card precision@k removes the known compromised cards. Every
+    fold's training window must lie inside ``frame``, so the folds are alike.
 
     Args:
         frame: Featured, labelled transactions.
@@ -222,15 +241,17 @@ def prequential(
         test_days: Days of each test window, and the step between folds.
         folds: How many test windows.
         top_k: Cards reviewed per day, for card precision@k.
+        progress: Show a progress bar over the folds.
 
     Returns:
-        ``folds``: one row of windows and metrics per fold; ``summary``: mean and standard
-        deviation of each metric over the folds.
+        ``folds``: one row of windows (each ``*_end`` the first day after it), row counts and
+        metrics per fold; ``summary``: mean and standard deviation of each metric over the folds.
     """
     stamps = frame[TIMESTAMP]
     end = stamps.max().normalize() + pd.Timedelta(days=1)
+    _require_reach(stamps, end - pd.Timedelta(days=test_days * folds + delay_days + train_days))
     rows = []
-    for fold in range(folds):
+    for fold in tqdm(range(folds), desc="prequential folds", unit="fold", disable=not progress):
         test_end = end - pd.Timedelta(days=test_days * (folds - 1 - fold))
         test_start = test_end - pd.Timedelta(days=test_days)
         train_end = test_start - pd.Timedelta(days=delay_days)
@@ -242,23 +263,61 @@ def prequential(
 
         scores = pd.Series(fit_and_score(train, test), index=test.index)
         known = known_compromised_cards(train, test, delay_days)
-        rows.append(
-            {
-                "fold": fold,
-                "train_start": train_start,
-                "test_start": test_start,
-                "test_end": test_end,
-                "test_frauds": int(test[LABEL].sum()),
-                "roc_auc": float(roc_auc_score(test[LABEL], scores)),
-                "average_precision": float(average_precision_score(test[LABEL], scores)),
-                f"card_precision_at_{top_k}": card_precision_at_k(test, scores, top_k, known),
-            }
-        )
+        row = {
+            "fold": fold,
+            "train_start": train_start,
+            "train_end": train_end,
+            "test_start": test_start,
+            "test_end": test_end,
+            "train_rows": len(train),
+            "train_frauds": int(train[LABEL].sum()),
+            "test_rows": len(test),
+            "test_frauds": int(test[LABEL].sum()),
+            "roc_auc": float(roc_auc_score(test[LABEL], scores)),
+            "average_precision": float(average_precision_score(test[LABEL], scores)),
+            f"card_precision_at_{top_k}": card_precision_at_k(test, scores, top_k, known),
+        }
+        rows.append(row)
+        _log_fold(row, folds, top_k)
     table = pd.DataFrame(rows)
     metrics = ["roc_auc", "average_precision", f"card_precision_at_{top_k}"]
     summary = table[metrics].agg(["mean", "std"]).T
     logger.info("prequential evaluation over %d folds:\n%s", folds, summary.round(4))
     return {"folds": table, "summary": summary}
+
+
+def _require_reach(stamps: pd.Series, first_train_start: pd.Timestamp) -> None:
+    first_day = stamps.min().normalize()
+    if first_train_start < first_day:
+        raise ValueError(
+            f"the prequential folds need transactions from {first_train_start.date()}, but they "
+            f"run from {first_day.date()} to {stamps.max().date()}: the oldest fold's training "
+            f"window would be cut short; use fewer folds or shorter windows "
+            f"(evaluate.prequential_folds, evaluate.prequential_test_days, split.train_days, "
+            f"split.delay_days)"
+        )
+
+
+def _log_fold(row: dict, folds: int, top_k: int) -> None:
+    logger.info(
+        "prequential fold %d/%d: trained on %s rows (%d frauds) from %s to %s, tested on %s "
+        "rows (%d frauds) from %s to %s: average precision %.4f, ROC AUC %.4f, "
+        "card precision@%d %.4f",
+        row["fold"] + 1,
+        folds,
+        f"{row['train_rows']:,}",
+        row["train_frauds"],
+        row["train_start"].date(),
+        (row["train_end"] - pd.Timedelta(days=1)).date(),
+        f"{row['test_rows']:,}",
+        row["test_frauds"],
+        row["test_start"].date(),
+        (row["test_end"] - pd.Timedelta(days=1)).date(),
+        row["average_precision"],
+        row["roc_auc"],
+        top_k,
+        row[f"card_precision_at_{top_k}"],
+    )
 
 
 def _require_both_classes(part: pd.DataFrame, name: str) -> None:
@@ -389,6 +448,32 @@ def plot_importances(table: pd.DataFrame, top: int = 15):
     return figure
 
 
+def plot_prequential(folds: pd.DataFrame, top_k: int):
+    """Average precision and card precision@k of each prequential fold, by test window."""
+    figure, axis = plt.subplots(figsize=(8, 4))
+    positions = np.arange(len(folds))
+    metrics = {
+        "average precision": folds["average_precision"],
+        f"card precision@{top_k}": folds[f"card_precision_at_{top_k}"],
+    }
+    for label, values in metrics.items():
+        (line,) = axis.plot(positions, values, marker="o", label=label)
+        # The mean over the folds, as a dotted line of the same colour.
+        axis.axhline(values.mean(), color=line.get_color(), linestyle=":", linewidth=1)
+    axis.set_xticks(positions, pd.to_datetime(folds["test_start"]).dt.strftime("%Y-%m-%d"))
+    axis.margins(x=0.1)
+    axis.set(
+        xlabel="first day of the test window",
+        ylabel="on the test window alone",
+        ylim=(0, 1.02),
+        title="Prequential evaluation: a model retrained for each test window",
+    )
+    axis.legend(loc="upper left")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
 def evaluate_model(
     root,
     *,
@@ -471,6 +556,94 @@ def write_evaluation(root: Path, result: dict, labels: pd.Series, predicted: pd.
     logger.info("evaluated %s: %s", result["model"]["model_type"], rounded)
 
 
+def prequential_evaluation(
+    root,
+    *,
+    folds: int,
+    test_days: float,
+    train_days: float,
+    delay_days: float,
+    top_k: int,
+    progress: bool = True,
+) -> dict[str, pd.DataFrame] | None:
+    """The evaluate stage's prequential evaluation: the model retrained fold by fold.
+
+    The history gets the features the preprocess stage built (its recorded settings); each fold
+    of :func:`prequential` fits a fresh pipeline of the model card's type, hyperparameters and
+    seed. Writes the folds to ``reports/plots/prequential.csv`` and their mean and standard
+    deviation under ``prequential`` in ``reports/metrics.json``, so run it after
+    :func:`evaluate_model`, which writes that file.
+
+    Returns:
+        ``folds`` and ``summary`` as from :func:`prequential`; None when ``folds`` is 0, and
+        then nothing is written.
+    """
+    if folds < 0:
+        raise ValueError(f"evaluate.prequential_folds must be 0 (off) or more, got {folds}")
+    if folds == 0:
+        logger.info("prequential evaluation off (evaluate.prequential_folds is 0)")
+        return None
+    root = Path(root)
+    paths.require_inputs(root, paths.HISTORY, paths.FEATURES, paths.MODEL_CARD)
+    if not (root / paths.METRICS).exists():
+        raise FileNotFoundError(
+            f"{root / paths.METRICS} is missing: the prequential summary goes into the metrics "
+            f"evaluate_model writes; run evaluate_model first (the cells above in notebook 5)"
+        )
+    card = json.loads((root / paths.MODEL_CARD).read_text())
+    features = read_feature_set(root)
+    frame = _featured_history(root)
+
+    def fit_and_score(train: pd.DataFrame, test: pd.DataFrame) -> pd.Series:
+        pipeline = build_pipeline(
+            features, card["model_type"], card["hyperparameters"], card["seed"]
+        )
+        fit(pipeline, train, features)
+        return fraud_scores(pipeline, test, features)
+
+    result = prequential(
+        frame, fit_and_score, train_days, delay_days, test_days, folds, top_k, progress
+    )
+    write_prequential(root, result)
+    return result
+
+
+def _featured_history(root: Path) -> pd.DataFrame:
+    settings = read_feature_settings(root)
+    if "card_windows" not in settings:
+        raise ValueError(
+            f"{root / paths.FEATURES} records no feature settings; rerun the preprocess stage "
+            f"(`dvc repro preprocess`)"
+        )
+    history = read_canonical(root, paths.HISTORY)
+    frame, _ = add_features(
+        history, tuple(settings["card_windows"]), **terminal_settings(settings)
+    )
+    return frame
+
+
+def write_prequential(root: Path, result: dict[str, pd.DataFrame]) -> None:
+    """Write the folds' table beside the plot data and add their summary to metrics.json."""
+    write_csv_atomic(result["folds"], root / paths.PREQUENTIAL)
+    summary = {
+        metric: {statistic: _json_number(value) for statistic, value in row.items()}
+        for metric, row in result["summary"].iterrows()
+    }
+    metrics = json.loads((root / paths.METRICS).read_text())
+    write_json_atomic({**metrics, "prequential": summary}, root / paths.METRICS)
+    logger.info(
+        "wrote %d prequential folds to %s and their summary to %s",
+        len(result["folds"]),
+        paths.PREQUENTIAL,
+        paths.METRICS,
+    )
+
+
+def _json_number(value: float) -> float | None:
+    # One fold has no standard deviation; JSON has no NaN, so it is written as null.
+    return round(float(value), 6) if math.isfinite(value) else None
+
+
 def save_figure(figure, root, name: str, folder: str = "evaluate") -> Path:
     """Save a figure as PNG under ``reports/figures/<folder>/``."""
     path = Path(root) / paths.FIGURES_DIR / folder / f"{name}.png"
@@ -481,8 +654,6 @@ def save_figure(figure, root, name: str, folder: str = "evaluate") -> Path:
 
 def production_summary(root) -> dict:
     """Which model is in production and why, and every registered version's key metrics."""
-    import json
-
     from fraudops.registry import Registry
 
     root = Path(root)

@@ -29,6 +29,7 @@ THRESHOLD = MODELS_DIR / "threshold.json"
 METRICS = REPORTS_DIR / "metrics.json"
 AUDIT_LOG = REPORTS_DIR / "audit" / "audit.jsonl"
 PLOTS_DIR = REPORTS_DIR / "plots"
+PREQUENTIAL = PLOTS_DIR / "prequential.csv"  # the prequential folds, one row each
 FIGURES_DIR = REPORTS_DIR / "figures"
 
 # Which stage makes each input, so a missing file can say what to run.

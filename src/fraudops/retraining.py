@@ -21,6 +21,7 @@ import skops.io as sio
 from fraudops import paths
 from fraudops.audit import AuditLog
 from fraudops.data import (
+    CUSTOMER_ID,
     LABEL,
     TIMESTAMP,
     TRANSACTION_ID,
@@ -158,8 +159,31 @@ def windows(
     return train, evaluation, bounds
 
 
-def evaluate_on(pipeline, rows: pd.DataFrame, features: FeatureSet, settings: dict) -> dict:
-    """Scores, threshold by the evaluation policy, metrics and curves of one model on ``rows``."""
+def labels_known_before(combined: pd.DataFrame, until: pd.Timestamp) -> pd.DataFrame | None:
+    """The labelled rows older than ``until``, as card, time and label; None without card ids.
+
+    Given the start of the label-delay gap before the evaluation window, these are the rows
+    whose labels are known when the window opens, whatever the challenger's training window.
+    """
+    if CUSTOMER_ID not in combined:
+        return None
+    return combined.loc[combined[TIMESTAMP] < until, [CUSTOMER_ID, TIMESTAMP, LABEL]]
+
+
+def evaluate_on(
+    pipeline,
+    rows: pd.DataFrame,
+    features: FeatureSet,
+    settings: dict,
+    labelled_before: pd.DataFrame | None = None,
+    delay_days: float = 7,
+) -> dict:
+    """Scores, threshold by the evaluation policy, metrics and curves of one model on ``rows``.
+
+    With ``labelled_before`` (the rows whose labels are known when ``rows`` begin), card
+    precision@k leaves out the cards known to be compromised, from those labels or from the
+    labels of ``rows`` once ``delay_days`` have passed, as the evaluate stage does.
+    """
     scores = fraud_scores(pipeline, rows, features)
     if not np.isfinite(scores).all():
         raise ValueError("the model gives scores that are not numbers")
@@ -173,7 +197,9 @@ def evaluate_on(pipeline, rows: pd.DataFrame, features: FeatureSet, settings: di
         settings["cost_false_positive"],
         settings["cost_false_negative"],
     )
-    metrics = evaluate_scores(rows, scores, settings["top_k"], threshold)
+    metrics = evaluate_scores(
+        rows, scores, settings["top_k"], threshold, labelled_before, delay_days
+    )
     predicted = scores >= threshold["threshold"]
     return {
         "scores": scores,
@@ -228,6 +254,10 @@ def retrain(
         combined, new_batch[TIMESTAMP].min(), eval_days, delay_days, window, window_days
     )
     train_rows, eval_rows = combined[train_mask], combined[eval_mask]
+    # Cards frauded before the delay gap are known to be compromised when the window opens;
+    # card precision@k leaves them out, as the evaluate stage does. The gap's labels arrive
+    # during the window and, as there, are not counted.
+    known = labels_known_before(combined, pd.Timestamp(bounds["train_end"]))
 
     registry = Registry(root)
     audit = AuditLog(root / audit_path)
@@ -249,13 +279,20 @@ def retrain(
         return _finish(root, registry, audit, result, {"outcome": "keep", "reason": reason}, None)
 
     result["champion"].update(
-        evaluate_on(champion_pipeline, eval_rows, champion_features, evaluation_settings)
+        evaluate_on(
+            champion_pipeline,
+            eval_rows,
+            champion_features,
+            evaluation_settings,
+            known,
+            delay_days,
+        )
     )
     try:
         challenger = build_pipeline(feature_set, model_type, hyperparameters, seed)
         fit(challenger, train_rows, feature_set)
         result["challenger"].update(
-            evaluate_on(challenger, eval_rows, feature_set, evaluation_settings)
+            evaluate_on(challenger, eval_rows, feature_set, evaluation_settings, known, delay_days)
         )
     except Exception as error:  # any failure of the challenger keeps the champion
         logger.warning("the challenger failed: %s: %s", type(error).__name__, error)

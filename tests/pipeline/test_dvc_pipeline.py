@@ -28,6 +28,8 @@ SMALL_PROFILE = {
     "model.hist_gradient_boosting.max_iter": 60,
     "evaluate.top_k": 10,
     "evaluate.alert_budget": 10,
+    # Two weekly folds after the 7-day delay and 21 training days fill the 42-day history.
+    "evaluate.prequential_folds": 2,
 }
 STAGES = ("data", "preprocess", "train", "retrain", "evaluate", "monitor", "score")
 
@@ -82,8 +84,13 @@ def test_repro_writes_model_metrics_plots_and_executed_notebooks(project):
         "07_score",
     ):
         assert (project / "reports" / f"{name}.ipynb").is_file()
+    assert set(metrics["prequential"]) == {"roc_auc", "average_precision", "card_precision_at_10"}
+    assert 0 < metrics["prequential"]["average_precision"]["mean"] <= 1
+    assert len(pd.read_csv(project / "reports/plots/prequential.csv")) == 2
+    assert (project / "reports/figures/evaluate/prequential.png").is_file()
     shown = json.loads(dvc(project, "metrics", "show", "--json").stdout)
     assert shown  # dvc reads the declared metrics file
+    assert "prequential.average_precision.mean" in dvc(project, "metrics", "show").stdout
     plots = json.loads(dvc(project, "plots", "show", "--json").stdout)
     assert {"roc", "precision_recall", "confusion", "importances"} <= set(plots["data"])
     assert not plots.get("errors")
@@ -118,6 +125,18 @@ def test_changing_a_model_parameter_reruns_only_the_stages_after_train(project):
     assert not ran & {"data", "preprocess"}
     table = dvc(project, "exp", "show", "--json").stdout
     assert "learning_rate" in table and "average_precision" in table
+    assert "Data and pipelines are up to date" in dvc(project, "status").stdout
+
+
+def test_turning_the_prequential_evaluation_off_reruns_only_evaluate(project):
+    run = dvc(project, "exp", "run", "-S", "evaluate.prequential_folds=0")
+    assert stages_run(run) == ["evaluate"]
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    assert "prequential" not in metrics and "average_precision" in metrics
+    assert not (project / "reports/plots/prequential.csv").exists()
+    assert not (project / "reports/figures/evaluate/prequential.png").exists()
+    executed = (project / "reports/05_evaluate.ipynb").read_text()
+    assert "Prequential evaluation is off (evaluate.prequential_folds is 0)" in executed
     assert "Data and pipelines are up to date" in dvc(project, "status").stdout
 
 
