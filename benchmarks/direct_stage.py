@@ -50,14 +50,30 @@ def run_stage(stage: str) -> None:
             rule=rule,
             model_type=chosen,
             hyperparameters=dict(params["model"][chosen]),
-            evaluation_settings=params["evaluate"],
+            evaluation_settings={
+                key: value
+                for key, value in params["evaluate"].items()
+                if not key.startswith("prequential")
+            },
             card_windows=params["features"]["card_windows"],
             seed=params["seed"],
             audit_path=params["audit_log"],
             **settings,
         )
     elif stage == "evaluate":
-        evaluation.evaluate_model(root, seed=params["seed"], **params["evaluate"])
+        settings = dict(params["evaluate"])
+        folds = settings.pop("prequential_folds")
+        test_days = settings.pop("prequential_test_days")
+        evaluation.evaluate_model(root, seed=params["seed"], **settings)
+        evaluation.prequential_evaluation(
+            root,
+            folds=folds,
+            test_days=test_days,
+            train_days=params["split"]["train_days"],
+            delay_days=params["split"]["delay_days"],
+            top_k=settings["top_k"],
+            progress=False,
+        )
     elif stage == "monitor":
         monitoring.monitor(
             root,
