@@ -136,32 +136,43 @@ def read_chunks(path: Path, chunk_rows: int, columns: str = "") -> Iterator[pd.D
 class SeenIds:
     """The transaction ids of the chunks scored so far, kept compact.
 
-    Ids are held as one sorted NumPy array (integers as they are, other ids by their 64-bit
-    hash), eight bytes per transaction instead of a Python object each.
+    Ids are held as NumPy integers (integers as they are, other ids by their 64-bit hash),
+    eight bytes per transaction instead of a Python object each, spread over buckets by their
+    low bits. Each bucket is one sorted array, so a new chunk is merged in bucket by bucket and
+    the copy a merge makes is a small fraction of the whole.
     """
 
-    def __init__(self) -> None:
-        self._sorted = np.empty(0, dtype=np.uint64)
+    BUCKETS = 256
 
-    @staticmethod
-    def _keys(ids: pd.Series) -> np.ndarray:
+    def __init__(self) -> None:
+        self._buckets = [np.empty(0, dtype=np.uint64) for _ in range(self.BUCKETS)]
+
+    def _by_bucket(self, ids: pd.Series) -> list[np.ndarray]:
         if pd.api.types.is_integer_dtype(ids):
-            return ids.to_numpy().astype(np.uint64)
-        return pd.util.hash_array(ids.astype(str).to_numpy())
+            keys = ids.to_numpy().astype(np.uint64)
+        else:
+            keys = pd.util.hash_array(ids.astype(str).to_numpy())
+        keys = np.sort(keys)
+        bucket = keys % np.uint64(self.BUCKETS)
+        order = np.argsort(bucket, kind="stable")  # keeps each bucket's keys sorted
+        counts = np.bincount(bucket.astype(np.int64), minlength=self.BUCKETS)
+        return np.split(keys[order], np.cumsum(counts)[:-1])
 
     def count_repeated(self, ids: pd.Series) -> int:
         """How many of ``ids`` were seen in an earlier chunk."""
-        keys = self._keys(ids)
-        if not len(self._sorted):
-            return 0
-        position = np.minimum(np.searchsorted(self._sorted, keys), len(self._sorted) - 1)
-        return int((self._sorted[position] == keys).sum())
+        repeated = 0
+        for seen, keys in zip(self._buckets, self._by_bucket(ids), strict=True):
+            if len(seen) and len(keys):
+                position = np.minimum(np.searchsorted(seen, keys), len(seen) - 1)
+                repeated += int((seen[position] == keys).sum())
+        return repeated
 
     def add(self, ids: pd.Series) -> None:
         """Remember ``ids``."""
-        # Two sorted runs: the stable sort (a merge sort) joins them in linear time.
-        merged = np.concatenate([self._sorted, np.sort(self._keys(ids))])
-        self._sorted = np.sort(merged, kind="stable")
+        for number, keys in enumerate(self._by_bucket(ids)):
+            if len(keys):
+                seen = self._buckets[number]
+                self._buckets[number] = np.insert(seen, np.searchsorted(seen, keys), keys)
 
 
 def _check_order(chunk: pd.DataFrame, last_time, seen: SeenIds, path: Path) -> None:
