@@ -341,20 +341,23 @@ def test_window_days_counts_calendar_days() -> None:
     assert window_days(frame.head(1)) == 1.0
 
 
+# The evaluate stage's settings for the small project.
+EVALUATE = dict(
+    top_k=5,
+    threshold_policy="alert_budget",
+    alert_budget=4,
+    target_precision=0.5,
+    cost_false_positive=5.0,
+    cost_false_negative=100.0,
+    seed=1,
+)
+
+
 def test_evaluate_model_writes_metrics_threshold_and_plot_data(project) -> None:
     card = train_model(
         project, model_type="logistic_regression", hyperparameters={"max_iter": 500}, seed=1
     )
-    result = evaluate_model(
-        project,
-        top_k=5,
-        threshold_policy="alert_budget",
-        alert_budget=4,
-        target_precision=0.5,
-        cost_false_positive=5.0,
-        cost_false_negative=100.0,
-        seed=1,
-    )
+    result = evaluate_model(project, **EVALUATE)
     metrics = json.loads((project / paths.METRICS).read_text())
     threshold = json.loads((project / paths.THRESHOLD).read_text())
     test = pd.read_parquet(project / paths.TEST)
@@ -388,16 +391,7 @@ def test_evaluate_model_writes_metrics_threshold_and_plot_data(project) -> None:
 
 def test_evaluate_model_names_the_stage_that_makes_missing_inputs(project) -> None:
     with pytest.raises(FileNotFoundError, match="models/model.skops is missing; the 'train'"):
-        evaluate_model(
-            project,
-            top_k=5,
-            threshold_policy="min_cost",
-            alert_budget=4,
-            target_precision=0.5,
-            cost_false_positive=5.0,
-            cost_false_negative=100.0,
-            seed=1,
-        )
+        evaluate_model(project, **{**EVALUATE, "threshold_policy": "min_cost"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -420,16 +414,7 @@ PREQUENTIAL_METRICS = ["roc_auc", "average_precision", "card_precision_at_5"]
 def evaluated_template(trained_template, tmp_path_factory):
     """The trained small project after evaluate_model; copy it, never change it."""
     root = shutil.copytree(trained_template, tmp_path_factory.mktemp("evaluated") / "project")
-    evaluate_model(
-        root,
-        top_k=5,
-        threshold_policy="alert_budget",
-        alert_budget=4,
-        target_precision=0.5,
-        cost_false_positive=5.0,
-        cost_false_negative=100.0,
-        seed=1,
-    )
+    evaluate_model(root, **EVALUATE)
     return root
 
 
